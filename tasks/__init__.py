@@ -1,0 +1,1 @@
+"""Luigi tasks of the MNIST pipeline. Entry point: ``luigi --module tasks RunPipeline``."""
