@@ -1,0 +1,101 @@
+"""Parse and validate IDX files (the MNIST container format).
+
+Layout (big-endian): two zero bytes, a type code (0x08 = unsigned byte), the
+number of dimensions, one uint32 per dimension, then the data. MNIST labels
+have magic 2049 (1 dimension, 8-byte header); images have magic 2051
+(3 dimensions: count, rows, cols; 16-byte header).
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+LABELS_MAGIC = 2049
+IMAGES_MAGIC = 2051
+UBYTE = 0x08
+
+
+class IdxError(ValueError):
+    """An IDX file is malformed; the message names the file and the defect."""
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    """The decompressed bytes of ``path`` (gzip if it ends in .gz)."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as fh:
+                return fh.read()
+        return path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IdxError(
+            f"{path}: cannot decompress ({exc}); the file is truncated or corrupt: delete it and fetch again"
+        ) from exc
+
+
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into a uint8 array of the shape the header declares."""
+    if len(raw) < 4:
+        raise IdxError(f"{name}: {len(raw)} bytes is too short for an IDX header")
+    zero, dtype_code, ndim = raw[0:2], raw[2], raw[3]
+    if zero != b"\x00\x00":
+        raise IdxError(f"{name}: bad magic number {raw[:4].hex()} (expected 0000080N): not an IDX file")
+    if dtype_code != UBYTE:
+        raise IdxError(f"{name}: data type 0x{dtype_code:02x} is not unsigned byte (0x08)")
+    if ndim < 1:
+        raise IdxError(f"{name}: declares {ndim} dimensions")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise IdxError(f"{name}: header declares {ndim} dimensions but the file has only {len(raw)} bytes")
+    dims = struct.unpack(f">{ndim}I", raw[4:header])
+    expected = header + int(np.prod(dims, dtype=np.int64))
+    if len(raw) != expected:
+        kind = "truncated" if len(raw) < expected else "padded"
+        raise IdxError(
+            f"{name}: {kind}: header says {'x'.join(map(str, dims))} ({expected} bytes) but the file has {len(raw)} bytes"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def read_images(path: str | os.PathLike) -> np.ndarray:
+    """Read an MNIST image file. Returns uint8 array of shape (N, 28, 28)."""
+    raw = read_bytes(path)
+    name = Path(path).name
+    if len(raw) >= 4 and struct.unpack(">I", raw[:4])[0] != IMAGES_MAGIC:
+        raise IdxError(f"{name}: magic {struct.unpack('>I', raw[:4])[0]} is not {IMAGES_MAGIC} (images)")
+    images = parse_idx(raw, name)
+    if images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise IdxError(f"{name}: images have shape {images.shape[1:]}, expected 28x28")
+    return images
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """Read an MNIST label file. Returns uint8 array of shape (N,) with values 0..9."""
+    raw = read_bytes(path)
+    name = Path(path).name
+    if len(raw) >= 4 and struct.unpack(">I", raw[:4])[0] != LABELS_MAGIC:
+        raise IdxError(f"{name}: magic {struct.unpack('>I', raw[:4])[0]} is not {LABELS_MAGIC} (labels)")
+    labels = parse_idx(raw, name)
+    if labels.ndim != 1:
+        raise IdxError(f"{name}: labels have {labels.ndim} dimensions, expected 1")
+    if labels.size and labels.max() > 9:
+        raise IdxError(f"{name}: label value {int(labels.max())} is outside 0..9")
+    return labels
+
+
+def read_pair(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read matching image and label files; their counts must agree.
+
+    Returns (images uint8 (N, 28, 28), labels uint8 (N,)).
+    """
+    images, labels = read_images(images_path), read_labels(labels_path)
+    if len(images) != len(labels):
+        raise IdxError(
+            f"{Path(images_path).name} has {len(images)} images but {Path(labels_path).name} has {len(labels)} labels"
+        )
+    return images, labels
