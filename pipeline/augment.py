@@ -60,26 +60,23 @@ def warp(x: np.ndarray, angles: np.ndarray, shifts: np.ndarray, fill: float | No
     angles = np.asarray(angles, dtype=np.float64).reshape(n)
     shifts = np.asarray(shifts, dtype=np.float64).reshape(n, 2)
     ys, xs = source_coordinates(angles, shifts, h, w)
-    y0, x0 = np.floor(ys), np.floor(xs)
-    wy, wx = (ys - y0).astype(x.dtype), (xs - x0).astype(x.dtype)
-    # A one-pixel frame of fill values: every out-of-range sample is clipped onto it,
+    # Clamp into [-1, H] x [-1, W] first: a clamped coordinate lands on the frame of fill
+    # values around the image (1 pixel before, 2 after, so the "+1" neighbour always exists),
     # which gives bilinear interpolation against a constant background for free.
-    pad = np.empty((n, c, h + 2, w + 2), dtype=x.dtype)
+    ys = np.clip(ys, -1, h).astype(np.float32)
+    xs = np.clip(xs, -1, w).astype(np.float32)
+    y0, x0 = np.floor(ys), np.floor(xs)
+    wy, wx = (ys - y0)[:, None], (xs - x0)[:, None]  # (N, 1, H, W), broadcast over channels
+    ph, pw = h + 3, w + 3
+    pad = np.empty((n, c, ph, pw), dtype=x.dtype)
     pad[...] = _fill_values(x, fill)[:, None, None, None]
-    pad[:, :, 1:-1, 1:-1] = x
-    y0i = np.clip(y0, -1, h).astype(np.intp) + 1
-    x0i = np.clip(x0, -1, w).astype(np.intp) + 1
-    y1i = np.clip(y0 + 1, -1, h).astype(np.intp) + 1
-    x1i = np.clip(x0 + 1, -1, w).astype(np.intp) + 1
-    flat = pad.reshape(n, c, (h + 2) * (w + 2))  # (N, C, (H+2)*(W+2))
-
-    def gather(yi: np.ndarray, xi: np.ndarray) -> np.ndarray:
-        idx = (yi * (w + 2) + xi).reshape(n, 1, h * w)  # (N, 1, H*W)
-        return np.take_along_axis(flat, np.broadcast_to(idx, (n, c, h * w)), axis=2).reshape(n, c, h, w)
-
-    wy, wx = wy[:, None], wx[:, None]  # (N, 1, H, W) broadcast over channels
-    top = gather(y0i, x0i) * (1 - wx) + gather(y0i, x1i) * wx
-    bottom = gather(y1i, x0i) * (1 - wx) + gather(y1i, x1i) * wx
+    pad[:, :, 1:h + 1, 1:w + 1] = x
+    # Flat index of the top-left neighbour of every output pixel, per image and channel.
+    base = ((y0.astype(np.intp) + 1) * pw + (x0.astype(np.intp) + 1))[:, None]  # (N, 1, H, W)
+    base = base + (np.arange(n * c, dtype=np.intp) * (ph * pw)).reshape(n, c, 1, 1)  # (N, C, H, W)
+    flat = pad.reshape(-1)
+    top = flat[base] * (1 - wx) + flat[base + 1] * wx
+    bottom = flat[base + pw] * (1 - wx) + flat[base + pw + 1] * wx
     return (top * (1 - wy) + bottom * wy).astype(x.dtype, copy=False)
 
 
