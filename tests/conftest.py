@@ -1,0 +1,34 @@
+"""Shared fixtures: where the real MNIST lives, and an isolated data/report directory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import luigi.configuration
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MNIST_DIR = REPO / "data" / "mirror" / "mnist"
+
+
+@pytest.fixture
+def mnist_dir() -> Path:
+    """The bundled real MNIST .gz files (skip when the checkout lacks them)."""
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {MNIST_DIR}: copy ../shared/datasets/mnist/*.gz there")
+    return MNIST_DIR
+
+
+@pytest.fixture
+def isolated_storage(tmp_path, monkeypatch):
+    """Point [storage] data_dir/report_dir at tmp_path for the duration of a test."""
+    config = luigi.configuration.get_config()
+    saved = {k: config.get("storage", k, None) for k in ("data_dir", "report_dir")}
+    config.set("storage", "data_dir", str(tmp_path / "data"))
+    config.set("storage", "report_dir", str(tmp_path / "reports"))
+    monkeypatch.chdir(REPO)  # the bundled mirror path in luigi.cfg is relative to the repo
+    yield tmp_path
+    for key, value in saved.items():
+        if value is None:
+            config.remove_option("storage", key)
+        else:
+            config.set("storage", key, value)
