@@ -1,6 +1,9 @@
 """Shared fixtures: where the real MNIST lives, and an isolated data/report directory."""
 from __future__ import annotations
 
+import contextlib
+import os
+
 from pathlib import Path
 
 import luigi.configuration
@@ -18,17 +21,28 @@ def mnist_dir() -> Path:
     return MNIST_DIR
 
 
-@pytest.fixture
-def isolated_storage(tmp_path, monkeypatch):
-    """Point [storage] data_dir/report_dir at tmp_path for the duration of a test."""
+@contextlib.contextmanager
+def storage_at(root: Path):
+    """Point [storage] data_dir/report_dir under ``root`` while the block runs."""
     config = luigi.configuration.get_config()
     saved = {k: config.get("storage", k, None) for k in ("data_dir", "report_dir")}
-    config.set("storage", "data_dir", str(tmp_path / "data"))
-    config.set("storage", "report_dir", str(tmp_path / "reports"))
-    monkeypatch.chdir(REPO)  # the bundled mirror path in luigi.cfg is relative to the repo
-    yield tmp_path
-    for key, value in saved.items():
-        if value is None:
-            config.remove_option("storage", key)
-        else:
-            config.set("storage", key, value)
+    config.set("storage", "data_dir", str(root / "data"))
+    config.set("storage", "report_dir", str(root / "reports"))
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the bundled mirror path in luigi.cfg is relative to the repo
+    try:
+        yield root
+    finally:
+        os.chdir(cwd)
+        for key, value in saved.items():
+            if value is None:
+                config.remove_option("storage", key)
+            else:
+                config.set("storage", key, value)
+
+
+@pytest.fixture
+def isolated_storage(tmp_path):
+    """Point [storage] data_dir/report_dir at tmp_path for the duration of a test."""
+    with storage_at(tmp_path):
+        yield tmp_path
