@@ -73,6 +73,16 @@ class PipelineTask(luigi.Task):
         target = self.input()[key] if key is not None else self.input()
         return Path(target.path).parent
 
+    def output_load(self) -> Any:
+        """The primary output, loaded: a dict from its pickle or JSON (one line in a Python shell).
+
+        ``from tasks import PrepareData; data = PrepareData(train_limit=3000).output_load()``
+        """
+        from pipeline import store
+
+        path = self.output().path
+        return store.read_json(path) if path.endswith(".json") else store.read_pickle(path)
+
     def progress(self, fraction: float, message: str) -> None:
         """Report progress to the Luigi scheduler (visible in luigid's web page)."""
         self.set_progress_percentage(round(100.0 * fraction, 1))

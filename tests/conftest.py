@@ -6,6 +6,7 @@ import os
 
 from pathlib import Path
 
+import luigi
 import luigi.configuration
 import pytest
 
@@ -46,3 +47,23 @@ def isolated_storage(tmp_path):
     """Point [storage] data_dir/report_dir at tmp_path for the duration of a test."""
     with storage_at(tmp_path):
         yield tmp_path
+
+
+SMALL_RUN = dict(train_limit=3000, epochs=2, seed=7, preset="simple")
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """Run the whole pipeline once on a small subset; yields (root, task)."""
+    if not (Path(__file__).parents[1] / "data/mirror/mnist/train-images-idx3-ubyte.gz").exists():
+        pytest.skip("the bundled MNIST copy data/mirror/mnist is missing")
+    from tasks import RunPipeline
+
+    root = tmp_path_factory.mktemp("e2e")
+    with storage_at(root):
+        task = RunPipeline(**SMALL_RUN)
+        result = luigi.build([task], local_scheduler=True, detailed_summary=True, log_level="WARNING")
+    assert result.scheduling_succeeded, result.summary_text
+    return root, task
+
+
