@@ -1,0 +1,176 @@
+"""Exploratory statistics of digit images: class balance, mean images, intensities, PCA, similarity.
+
+All functions take raw uint8 images of shape (N, H, W) (0 = background) and
+integer labels of shape (N,), and return NumPy arrays or small DataFrames;
+intensities are reported on the [0, 1] scale (pixel / 255). Each fast kernel
+has a ``*_reference`` twin written the obvious way, used by the tests.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+N_CLASSES = 10
+
+
+def class_distribution(splits: dict[str, np.ndarray], n_classes: int = N_CLASSES) -> pd.DataFrame:
+    """Count and share of each digit in each split.
+
+    splits : {"train": labels (N,), "val": ..., "test": ...}
+    returns: DataFrame indexed by digit with "<split>_count" and "<split>_share" columns.
+    """
+    data = {}
+    for name, y in splits.items():
+        counts = np.bincount(np.asarray(y).astype(np.int64), minlength=n_classes)
+        data[f"{name}_count"] = counts
+        data[f"{name}_share"] = counts / max(counts.sum(), 1)
+    frame = pd.DataFrame(data)
+    frame.index.name = "digit"
+    return frame
+
+
+def class_mean_std_images(images: np.ndarray, labels: np.ndarray, n_classes: int = N_CLASSES) -> tuple[np.ndarray, np.ndarray]:
+    """Per-class mean and (population) standard deviation image, on the [0, 1] scale.
+
+    images : uint8 (N, H, W); labels : int (N,)
+    returns: (mean, std), each float64 of shape (n_classes, H, W); a class with no
+             image gets zeros.
+    One matrix product with a one-hot matrix gives every class's sums at once.
+    """
+    n, h, w = images.shape
+    labels = np.asarray(labels).astype(np.int64)
+    x = images.reshape(n, h * w).astype(np.float64) / 255.0            # (N, HW)
+    onehot = np.zeros((n_classes, n))
+    onehot[labels, np.arange(n)] = 1.0                                  # (C, N)
+    count = onehot.sum(axis=1)[:, None]                                 # (C, 1)
+    safe = np.maximum(count, 1.0)
+    mean = onehot @ x / safe                                            # (C, HW)
+    sq = onehot @ (x * x) / safe
+    std = np.sqrt(np.maximum(sq - mean * mean, 0.0))
+    return mean.reshape(n_classes, h, w), std.reshape(n_classes, h, w)
+
+
+def class_mean_std_images_reference(images: np.ndarray, labels: np.ndarray, n_classes: int = N_CLASSES):
+    """Per-class mean/std by boolean masks and np.mean/np.std: the test oracle."""
+    h, w = images.shape[1:]
+    mean = np.zeros((n_classes, h, w))
+    std = np.zeros((n_classes, h, w))
+    for c in range(n_classes):
+        members = images[np.asarray(labels) == c].astype(np.float64) / 255.0
+        if len(members):
+            mean[c], std[c] = members.mean(axis=0), members.std(axis=0)
+    return mean, std
+
+
+def pixel_histogram(images: np.ndarray) -> pd.DataFrame:
+    """Count of each raw intensity 0..255 over every pixel.
+
+    images : uint8 (N, H, W); returns DataFrame indexed by value (0..255) with "count" and "share".
+    """
+    if images.dtype != np.uint8:
+        raise ValueError(f"pixel_histogram expects uint8 images, got {images.dtype}")
+    counts = np.bincount(images.reshape(-1), minlength=256)
+    frame = pd.DataFrame({"count": counts, "share": counts / max(counts.sum(), 1)})
+    frame.index.name = "value"
+    return frame
+
+
+def pixel_stats(histogram: pd.DataFrame) -> dict:
+    """Headline numbers of a :func:`pixel_histogram`: share of 0 and 255, mean and std on [0, 1]."""
+    values = histogram.index.to_numpy(dtype=np.float64) / 255.0
+    p = histogram["share"].to_numpy()
+    mean = float(p @ values)
+    return {
+        "share_zero": float(p[0]),
+        "share_full": float(p[-1]),
+        "share_intermediate": float(1.0 - p[0] - p[-1]),
+        "mean": mean,
+        "std": float(np.sqrt(max(p @ (values - mean) ** 2, 0.0))),
+    }
+
+
+def pca_2d(images: np.ndarray, labels: np.ndarray, n_sample: int, rng: np.random.Generator, n_components: int = 10) -> dict:
+    """Project a random sample of images on its first two principal components.
+
+    images : uint8 (N, H, W); labels : (N,); n_sample : images drawn without replacement
+             (all of them if N is smaller); rng : the run's Generator (decides the sample).
+    returns: {"projection": float64 (n, 2), "labels": int64 (n,), "indices": int64 (n,) positions
+              in ``images``, "explained_variance_ratio": float64 (n_components,),
+              "components": float64 (2, H*W), "mean": float64 (H*W,)}
+    SVD of the centred (n, H*W) matrix: the right singular vectors are the axes,
+    and squared singular values / total give the explained variance.
+    """
+    n = len(images)
+    if n < 3:
+        raise ValueError(f"PCA needs at least 3 images, got {n}")
+    idx = np.sort(rng.choice(n, size=min(n_sample, n), replace=False))
+    x = images[idx].reshape(len(idx), -1).astype(np.float64) / 255.0     # (n, HW)
+    mean = x.mean(axis=0)
+    xc = x - mean
+    _, s, vt = np.linalg.svd(xc, full_matrices=False)
+    # Fix each axis's sign (largest loading positive) so reruns draw the same picture.
+    signs = np.sign(vt[np.arange(len(vt)), np.argmax(np.abs(vt), axis=1)])
+    vt = vt * signs[:, None]
+    var = s**2
+    return {
+        "projection": xc @ vt[:2].T,
+        "labels": np.asarray(labels)[idx].astype(np.int64),
+        "indices": idx.astype(np.int64),
+        "explained_variance_ratio": (var / var.sum())[:n_components],
+        "components": vt[:2],
+        "mean": mean,
+    }
+
+
+def pca_reference(x: np.ndarray, k: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k principal axes of rows of ``x`` (n, d) from the covariance eigendecomposition.
+
+    returns: (axes (k, d) with unit norm, variance ratios (k,)); signs are arbitrary.
+    """
+    xc = x - x.mean(axis=0)
+    cov = xc.T @ xc / (len(x) - 1)
+    vals, vecs = np.linalg.eigh(cov)
+    order = np.argsort(vals)[::-1]
+    return vecs[:, order[:k]].T, vals[order[:k]] / vals.sum()
+
+
+def mean_similarity(means: np.ndarray) -> pd.DataFrame:
+    """Cosine similarity between class mean images.
+
+    means  : (C, H, W) mean images (from :func:`class_mean_std_images`)
+    returns: C x C DataFrame, 1 on the diagonal; high off-diagonal values mark
+             digit pairs whose average shapes overlap (e.g. 4 and 9, 7 and 9).
+    """
+    flat = means.reshape(len(means), -1)
+    norms = np.linalg.norm(flat, axis=1)
+    sim = flat @ flat.T / np.maximum(np.outer(norms, norms), 1e-12)
+    frame = pd.DataFrame(sim, index=pd.RangeIndex(len(means), name="digit"), columns=list(range(len(means))))
+    return frame
+
+
+def most_similar_pairs(similarity: pd.DataFrame, k: int = 3) -> list[dict]:
+    """The k most similar distinct class pairs of a :func:`mean_similarity` table."""
+    sim = similarity.to_numpy()
+    i, j = np.triu_indices(len(sim), k=1)
+    order = np.argsort(sim[i, j])[::-1][:k]
+    return [{"a": int(i[o]), "b": int(j[o]), "cosine": float(sim[i[o], j[o]])} for o in order]
+
+
+def rows_for_sources(available: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Positions in ``available`` (sorted source indices) of each of ``wanted``.
+
+    Maps a split's source indices (e.g. PrepareData's train_source_index) to rows
+    of the cleaned uint8 arrays; raises if one is missing, since that means the
+    two inputs come from different runs.
+    """
+    available = np.asarray(available)
+    wanted = np.asarray(wanted)
+    pos = np.searchsorted(available, wanted)
+    ok = (pos < len(available)) & (available[np.minimum(pos, len(available) - 1)] == wanted)
+    if wanted.size and not ok.all():
+        missing = wanted[~ok][:5].tolist()
+        raise ValueError(
+            f"source indices {missing} are not in the cleaned data: the prepared and cleaned inputs "
+            "come from different runs; rerun CleanData and PrepareData with the same clean_policy"
+        )
+    return pos

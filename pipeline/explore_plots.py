@@ -1,0 +1,167 @@
+"""PNG figures of the exploration, drawn with matplotlib's Agg renderer.
+
+Each function draws one figure from already computed statistics and writes it
+to ``path``. Figures are built as ``matplotlib.figure.Figure`` objects, never
+through pyplot, so no global figure state or GUI backend is involved and
+nothing leaks between calls.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+DPI = 100
+DIGIT_COLORS = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+]
+
+
+def _figure(width: float, height: float) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: no backend lookup
+    return fig
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
+    fig.savefig(path, format="png", dpi=DPI)
+
+
+def plot_class_distribution(distribution: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Grouped bars of each digit's share in every split (columns "<split>_share")."""
+    splits = [c[: -len("_share")] for c in distribution.columns if c.endswith("_share")]
+    fig = _figure(8, 3.6)
+    ax = fig.add_subplot()
+    digits = distribution.index.to_numpy()
+    width = 0.8 / max(len(splits), 1)
+    for k, split in enumerate(splits):
+        total = int(distribution[f"{split}_count"].sum())
+        ax.bar(digits + (k - (len(splits) - 1) / 2) * width, distribution[f"{split}_share"] * 100, width,
+               label=f"{split} (n={total:,})")
+    ax.axhline(10, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(digits)
+    ax.set_xlabel("digit")
+    ax.set_ylabel("share of split (%)")
+    ax.set_title("Class distribution per split (dashed: perfectly balanced)")
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)
+
+
+def plot_class_images(mean: np.ndarray, std: np.ndarray, path: str | os.PathLike) -> None:
+    """Two rows of ten: per-class mean image (top) and standard-deviation image (bottom).
+
+    mean, std : (10, H, W) on the [0, 1] scale.
+    """
+    n = len(mean)
+    fig = _figure(1.1 * n, 2.6)
+    for c in range(n):
+        for row, (stack, name, vmax) in enumerate(((mean, "mean", 1.0), (std, "std", 0.5))):
+            ax = fig.add_subplot(2, n, row * n + c + 1)
+            ax.imshow(stack[c], cmap="gray_r" if row == 0 else "magma", vmin=0, vmax=vmax)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(str(c))
+            if c == 0:
+                ax.set_ylabel(name)
+    _save(fig, path)
+
+
+def plot_pixel_histogram(histogram: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Pixel-intensity histogram: all values on a log scale, and the non-zero values on a linear one."""
+    values = histogram.index.to_numpy()
+    counts = histogram["count"].to_numpy()
+    fig = _figure(9, 3.4)
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.bar(values, counts, width=1.0, color="#444")
+    ax1.set_yscale("log")
+    ax1.set_title(f"All pixels (log scale): {histogram['share'].iat[0]:.1%} are 0")
+    ax1.set_xlabel("intensity (0-255)")
+    ax1.set_ylabel("pixels")
+    ax2.bar(values[1:], counts[1:], width=1.0, color="#1f77b4")
+    ax2.set_title("Non-zero pixels (linear scale)")
+    ax2.set_xlabel("intensity (1-255)")
+    _save(fig, path)
+
+
+def plot_features_by_class(features: pd.DataFrame, labels: np.ndarray, path: str | os.PathLike) -> None:
+    """Box plots per digit of ink mass, bounding-box width and height, and slant."""
+    panels = [("ink_mass", "ink mass (full-ink pixels)"), ("bbox_width", "bbox width (px)"),
+              ("bbox_height", "bbox height (px)"), ("slant_deg", "slant (degrees, + = leans right)")]
+    labels = np.asarray(labels)
+    fig = _figure(10, 6)
+    axes = fig.subplots(2, 2).ravel()
+    for ax, (col, title) in zip(axes, panels):
+        values = features[col].to_numpy()
+        data = [values[labels == c] for c in range(10)]
+        ax.boxplot(data, positions=range(10), widths=0.6, showfliers=False)
+        ax.set_title(title)
+        ax.set_xlabel("digit")
+    fig.suptitle("Per-image features by class (whiskers 1.5 IQR, outliers hidden)")
+    _save(fig, path)
+
+
+def plot_pca(pca: dict, path: str | os.PathLike) -> None:
+    """Scatter of the 2-D PCA projection, one colour per digit, with class centroids labelled."""
+    proj, labels = pca["projection"], pca["labels"]
+    ratio = pca["explained_variance_ratio"]
+    fig = _figure(7, 6)
+    ax = fig.add_subplot()
+    for c in range(10):
+        pts = proj[labels == c]
+        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.5, color=DIGIT_COLORS[c], label=str(c), rasterized=True)
+        if len(pts):
+            cx, cy = pts.mean(axis=0)
+            ax.text(cx, cy, str(c), fontsize=14, weight="bold", ha="center", va="center",
+                    bbox={"boxstyle": "circle", "fc": "white", "ec": DIGIT_COLORS[c]})
+    ax.set_xlabel(f"PC 1 ({ratio[0]:.1%} of variance)")
+    ax.set_ylabel(f"PC 2 ({ratio[1]:.1%} of variance)")
+    ax.set_title(f"PCA of {len(labels):,} training images")
+    ax.legend(markerscale=3, fontsize=8, ncols=2, loc="best")
+    _save(fig, path)
+
+
+def plot_similarity(similarity: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Heat map of the cosine similarity between class mean images, values written in."""
+    sim = similarity.to_numpy()
+    off = sim[~np.eye(len(sim), dtype=bool)]
+    fig = _figure(6.4, 5.4)
+    ax = fig.add_subplot()
+    im = ax.imshow(sim, cmap="viridis", vmin=float(off.min()), vmax=1.0)
+    for i in range(len(sim)):
+        for j in range(len(sim)):
+            ax.text(j, i, f"{sim[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="black" if sim[i, j] > (off.min() + 1) / 2 else "white")
+    ax.set_xticks(range(len(sim)))
+    ax.set_yticks(range(len(sim)))
+    ax.set_xlabel("digit")
+    ax.set_ylabel("digit")
+    ax.set_title("Cosine similarity of class mean images")
+    fig.colorbar(im, ax=ax, shrink=0.8)
+    _save(fig, path)
+
+
+def plot_examples(images: np.ndarray, captions: list[str], title: str, path: str | os.PathLike, ncols: int = 8) -> None:
+    """A grid of example images (e.g. the flagged ones), each with a short caption.
+
+    images : uint8 (K, H, W); captions : K strings. K = 0 draws a note saying so.
+    """
+    k = len(images)
+    nrows = max(1, int(np.ceil(k / ncols)))
+    fig = _figure(1.4 * ncols, 1.6 * nrows + 0.4)
+    if k == 0:
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no flagged images", ha="center", va="center", fontsize=14)
+    for i in range(k):
+        ax = fig.add_subplot(nrows, ncols, i + 1)
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(captions[i], fontsize=7)
+    fig.suptitle(title)
+    _save(fig, path)
