@@ -38,10 +38,14 @@ def read_bytes(path: str | os.PathLike) -> bytes:
         ) from exc
 
 
-def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
-    """Parse IDX bytes into a uint8 array of the shape the header declares."""
-    if len(raw) < 4:
-        raise IdxError(f"{name}: {len(raw)} bytes is too short for an IDX header")
+def parse_header(raw: bytes, length: int, name: str = "<bytes>") -> tuple[tuple[int, ...], int]:
+    """Validate the IDX header at the start of ``raw`` against the total ``length``.
+
+    ``raw`` needs to hold only the header (16 bytes for MNIST), so a file can be
+    checked while it is streamed. Returns (dimensions, header length in bytes).
+    """
+    if length < 4:
+        raise IdxError(f"{name}: {length} bytes is too short for an IDX header")
     zero, dtype_code, ndim = raw[0:2], raw[2], raw[3]
     if zero != b"\x00\x00":
         raise IdxError(f"{name}: bad magic number {raw[:4].hex()} (expected 0000080N): not an IDX file")
@@ -50,39 +54,57 @@ def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
     if ndim < 1:
         raise IdxError(f"{name}: declares {ndim} dimensions")
     header = 4 + 4 * ndim
+    if length < header:
+        raise IdxError(f"{name}: header declares {ndim} dimensions but the file has only {length} bytes")
     if len(raw) < header:
-        raise IdxError(f"{name}: header declares {ndim} dimensions but the file has only {len(raw)} bytes")
+        raise ValueError(f"{name}: pass at least the {header} header bytes to parse_header")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
     expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(raw) != expected:
-        kind = "truncated" if len(raw) < expected else "padded"
+    if length != expected:
+        kind = "truncated" if length < expected else "padded"
         raise IdxError(
-            f"{name}: {kind}: header says {'x'.join(map(str, dims))} ({expected} bytes) but the file has {len(raw)} bytes"
+            f"{name}: {kind}: header says {'x'.join(map(str, dims))} ({expected} bytes) but the file has {length} bytes"
         )
+    return dims, header
+
+
+def parse_idx(raw: bytes, name: str = "<bytes>") -> np.ndarray:
+    """Parse IDX bytes into a uint8 array of the shape the header declares."""
+    dims, header = parse_header(raw, len(raw), name)
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def check_header(raw: bytes, length: int, name: str, kind: str) -> tuple[int, ...]:
+    """Validate an MNIST ``kind`` ("images" or "labels") header: magic, dimensions, 28x28, exact length.
+
+    ``raw`` is the start of the decompressed file (16 bytes suffice), ``length``
+    its full length. Returns the dimensions, e.g. (60000, 28, 28).
+    """
+    magic = {"images": IMAGES_MAGIC, "labels": LABELS_MAGIC}[kind]
+    if len(raw) >= 4 and struct.unpack(">I", raw[:4])[0] != magic:
+        raise IdxError(f"{name}: magic {struct.unpack('>I', raw[:4])[0]} is not {magic} ({kind})")
+    dims, _ = parse_header(raw, length, name)
+    if kind == "images" and (len(dims) != 3 or dims[1:] != (28, 28)):
+        raise IdxError(f"{name}: images have shape {dims[1:]}, expected 28x28")
+    if kind == "labels" and len(dims) != 1:
+        raise IdxError(f"{name}: labels have {len(dims)} dimensions, expected 1")
+    return dims
 
 
 def read_images(path: str | os.PathLike) -> np.ndarray:
     """Read an MNIST image file. Returns uint8 array of shape (N, 28, 28)."""
     raw = read_bytes(path)
     name = Path(path).name
-    if len(raw) >= 4 and struct.unpack(">I", raw[:4])[0] != IMAGES_MAGIC:
-        raise IdxError(f"{name}: magic {struct.unpack('>I', raw[:4])[0]} is not {IMAGES_MAGIC} (images)")
-    images = parse_idx(raw, name)
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise IdxError(f"{name}: images have shape {images.shape[1:]}, expected 28x28")
-    return images
+    check_header(raw, len(raw), name, "images")
+    return parse_idx(raw, name)
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """Read an MNIST label file. Returns uint8 array of shape (N,) with values 0..9."""
     raw = read_bytes(path)
     name = Path(path).name
-    if len(raw) >= 4 and struct.unpack(">I", raw[:4])[0] != LABELS_MAGIC:
-        raise IdxError(f"{name}: magic {struct.unpack('>I', raw[:4])[0]} is not {LABELS_MAGIC} (labels)")
+    check_header(raw, len(raw), name, "labels")
     labels = parse_idx(raw, name)
-    if labels.ndim != 1:
-        raise IdxError(f"{name}: labels have {labels.ndim} dimensions, expected 1")
     if labels.size and labels.max() > 9:
         raise IdxError(f"{name}: label value {int(labels.max())} is outside 0..9")
     return labels
