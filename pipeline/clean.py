@@ -234,7 +234,8 @@ def flagged_examples(flags: pd.DataFrame, train_images: np.ndarray, test_images:
     source = {"train": train_images, "test": test_images}
     h, w = train_images.shape[1:]
     images = np.stack([source[r.split][r.index] for r in order.itertuples()]) if len(order) else np.zeros((0, h, w), np.uint8)
-    captions = [f"{r.split} #{r.index} ({r.label})\n{r.reason}" for r in order.itertuples()]
+    captions = [f"{r.split} #{r.index} ({r.label})\n{r.reason}" + (f" |z|={-r._z:.1f}" if r.reason == "outlier" else "")
+                for r in order.itertuples()]
     return {"images": images, "captions": captions, "split": order["split"].tolist(), "index": order["index"].tolist()}
 
 

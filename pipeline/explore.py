@@ -174,3 +174,49 @@ def rows_for_sources(available: np.ndarray, wanted: np.ndarray) -> np.ndarray:
             "come from different runs; rerun CleanData and PrepareData with the same clean_policy"
         )
     return pos
+
+
+def explore_splits(images: dict[str, np.ndarray], labels: dict[str, np.ndarray], rng: np.random.Generator,
+                   pca_sample: int = 3000) -> dict:
+    """Every exploration statistic of the splits, ready to write.
+
+    images : {"train": uint8 (N, H, W), "val": ..., "test": ...}; labels : the matching int (N,) arrays.
+    The per-class images, histogram, feature summary and PCA use the training split
+    (what the model learns from); class counts and per-image features cover all splits.
+    returns: {"distribution", "feature_summary", "similarity", "histogram"} DataFrames,
+             "features" (per-image DataFrame with split/position/label columns),
+             "mean"/"std" (C, H, W), "pca" (see :func:`pca_2d`) and "stats" (JSON-ready numbers).
+    """
+    from pipeline.features import image_features, summarize_by_class
+
+    x_train, y_train = images["train"], np.asarray(labels["train"])
+    distribution = class_distribution(labels)
+    mean, std = class_mean_std_images(x_train, y_train)
+    histogram = pixel_histogram(x_train)
+    parts = []
+    for name, x in images.items():
+        f = image_features(x)
+        f.insert(0, "label", np.asarray(labels[name]).astype(np.int64))
+        f.insert(0, "position", np.arange(len(x), dtype=np.int64))
+        f.insert(0, "split", name)
+        parts.append(f)
+    features = pd.concat(parts, ignore_index=True)
+    train_features = features[features["split"] == "train"]
+    feature_summary = summarize_by_class(train_features, y_train)
+    pca = pca_2d(x_train, y_train, pca_sample, rng)
+    similarity = mean_similarity(mean)
+    stats = {
+        "class_counts": {name: distribution[f"{name}_count"].tolist() for name in labels},
+        "n_images": {name: int(len(y)) for name, y in labels.items()},
+        "pixels_train": pixel_stats(histogram),
+        "mean_ink_mass": {name: float(g["ink_mass"].mean()) for name, g in features.groupby("split")},
+        "mean_slant_deg_train": float(train_features["slant_deg"].mean()),
+        # MNIST fits each digit's longer side into 20 px: the share at 20 shows how degenerate height is.
+        "share_bbox_height_20_train": float((train_features["bbox_height"] == 20).mean()),
+        "pca_explained_variance_ratio": pca["explained_variance_ratio"].tolist(),
+        "pca_sample": int(len(pca["labels"])),
+        "most_similar_mean_images": most_similar_pairs(similarity),
+    }
+    return {"distribution": distribution, "mean": mean, "std": std, "histogram": histogram,
+            "features": features, "feature_summary": feature_summary, "pca": pca,
+            "similarity": similarity, "stats": stats}

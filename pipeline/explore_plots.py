@@ -47,7 +47,8 @@ def plot_class_distribution(distribution: pd.DataFrame, path: str | os.PathLike)
     ax.set_xlabel("digit")
     ax.set_ylabel("share of split (%)")
     ax.set_title("Class distribution per split (dashed: perfectly balanced)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_ylim(0, 14)
+    ax.legend(loc="upper center", fontsize=8, ncols=len(splits), frameon=False)
     _save(fig, path)
 
 
@@ -89,9 +90,15 @@ def plot_pixel_histogram(histogram: pd.DataFrame, path: str | os.PathLike) -> No
 
 
 def plot_features_by_class(features: pd.DataFrame, labels: np.ndarray, path: str | os.PathLike) -> None:
-    """Box plots per digit of ink mass, bounding-box width and height, and slant."""
+    """Box plots per digit of ink mass, bounding-box width, aspect ratio and slant.
+
+    Height is not drawn: MNIST scales each digit's longer side to 20 px, so the
+    height of nearly every digit is 20 and its box plot is a flat line; the
+    aspect ratio (width / height) carries what is left of it.
+    """
+    features = features.assign(bbox_aspect=features["bbox_width"] / features["bbox_height"].clip(lower=1))
     panels = [("ink_mass", "ink mass (full-ink pixels)"), ("bbox_width", "bbox width (px)"),
-              ("bbox_height", "bbox height (px)"), ("slant_deg", "slant (degrees, + = leans right)")]
+              ("bbox_aspect", "bbox aspect (width / height)"), ("slant_deg", "slant (degrees, + = leans right)")]
     labels = np.asarray(labels)
     fig = _figure(10, 6)
     axes = fig.subplots(2, 2).ravel()
