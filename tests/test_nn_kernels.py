@@ -1,0 +1,113 @@
+"""Fast kernels (im2col GEMM convolution, strided max-pooling) against slow, obvious references."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.nn import conv as K
+
+# (N, C, H, W, F, kh, kw, stride, pad): odd sizes, non-square images and kernels, stride 2/3, pad 1-2
+CONV_CASES = [
+    (2, 1, 7, 7, 3, 3, 3, 1, 0),
+    (3, 2, 9, 6, 4, 3, 3, 2, 1),
+    (2, 3, 8, 11, 2, 5, 5, 1, 2),
+    (1, 4, 10, 9, 5, 2, 3, 2, 0),
+    (2, 2, 11, 7, 3, 3, 2, 3, 1),
+    (4, 1, 28, 28, 6, 5, 5, 1, 0),
+    (2, 3, 6, 5, 2, 1, 1, 1, 0),
+    (2, 2, 5, 6, 3, 4, 4, 2, 2),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES, ids=lambda c: "N{}C{}H{}W{}F{}k{}x{}s{}p{}".format(*c))
+def test_conv_forward_and_backward_match_reference(case):
+    N, C, H, W, F, kh, kw, s, p = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    x = rng.standard_normal((N, C, H, W))
+    Wt = rng.standard_normal((F, C, kh, kw))
+    b = rng.standard_normal(F)
+    out, cache = K.conv2d_forward(x, Wt, b, s, p)
+    ref = K.conv2d_forward_ref(x, Wt, b, s, p)
+    assert out.shape == ref.shape == (N, F, K.conv_output_size(H, kh, s, p), K.conv_output_size(W, kw, s, p))
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = K.conv2d_backward(dout, cache)
+    rdx, rdW, rdb = K.conv2d_backward_ref(dout, x, Wt, s, p)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW, rdW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, rdb, rtol=1e-12, atol=1e-12)
+    # the skip-dx path gives the same weight gradients
+    none, dW2, db2 = K.conv2d_backward(dout, cache, need_dx=False)
+    assert none is None
+    np.testing.assert_array_equal(dW2, dW)
+
+
+def test_conv_float32_matches_float64_reference_and_accepts_any_layout():
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((5, 3, 13, 12)).astype(np.float32)
+    Wt = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    ws: dict = {}
+    out, _ = K.conv2d_forward(x, Wt, b, 1, 1, ws)
+    assert out.dtype == np.float32
+    ref = K.conv2d_forward_ref(x.astype(np.float64), Wt.astype(np.float64), b.astype(np.float64), 1, 1)
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    # an NHWC-strided view of the same values gives the same result; the workspace is reused
+    x_nhwc_view = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    out2, _ = K.conv2d_forward(x_nhwc_view, Wt, b, 1, 1, ws)
+    np.testing.assert_array_equal(out2, out)
+
+
+def test_im2col_and_col2im_are_adjoint():
+    # <im2col(x), y> == <x, col2im(y)> for every stride/pad: col2im is exactly the transpose
+    rng = np.random.default_rng(3)
+    for (C, N, H, W, kh, kw, s, p) in [(2, 3, 9, 8, 3, 3, 2, 1), (1, 2, 7, 7, 5, 5, 1, 2), (3, 1, 6, 9, 2, 4, 3, 0)]:
+        x = rng.standard_normal((C, N, H, W))
+        cols = K.im2col(x, kh, kw, s, p).copy()
+        y = rng.standard_normal(cols.shape)
+        lhs = float(np.sum(cols * y))
+        rhs = float(np.sum(x * K.col2im(y, x.shape, s, p)))
+        assert lhs == pytest.approx(rhs, rel=1e-12)
+        # and each column entry is the padded pixel it claims to be
+        xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
+        c, i, j, n, oh, ow = (v - 1 for v in cols.shape)
+        assert cols[c, i, j, n, oh, ow] == xp[c, n, oh * s + i, ow * s + j]
+
+
+POOL_CASES = [(2, 3, 8, 8, 2, 2), (2, 2, 7, 9, 2, 2), (1, 3, 9, 9, 3, 3), (2, 2, 7, 8, 3, 2), (3, 1, 6, 5, 2, 1)]
+
+
+@pytest.mark.parametrize("case", POOL_CASES, ids=lambda c: "N{}C{}H{}W{}k{}s{}".format(*c))
+def test_maxpool_matches_reference(case):
+    N, C, H, W, size, stride = case
+    rng = np.random.default_rng(sum(case))
+    x = rng.standard_normal((N, C, H, W))
+    out, cache = K.maxpool_forward(x, size, stride)
+    np.testing.assert_array_equal(out, K.maxpool_forward_ref(x, size, stride))
+    dout = rng.standard_normal(out.shape)
+    np.testing.assert_allclose(K.maxpool_backward(dout, cache),
+                               K.maxpool_backward_ref(dout, x, size, stride), rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("size,stride", [(2, 2), (3, 2)])
+def test_maxpool_ties_route_gradient_to_first_maximum_only(size, stride):
+    # after ReLU many windows are all zero: gradient must not be duplicated
+    rng = np.random.default_rng(11)
+    x = np.maximum(rng.integers(-2, 2, (2, 3, 9, 9)).astype(np.float32), 0)
+    out, cache = K.maxpool_forward(x, size, stride)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx = K.maxpool_backward(dout, cache)
+    np.testing.assert_allclose(dx, K.maxpool_backward_ref(dout, x, size, stride), rtol=1e-6)
+    # total gradient is conserved (each output sends its gradient to exactly one input)
+    assert float(dx.sum()) == pytest.approx(float(dout.sum()), rel=1e-5)
+
+
+def test_pool_rejects_window_larger_than_input():
+    with pytest.raises(ValueError, match="smaller than"):
+        K.maxpool_forward(np.zeros((1, 1, 2, 2)), 3, 3)
+
+
+def test_conv_rejects_channel_mismatch():
+    with pytest.raises(ValueError, match="does not match weights"):
+        K.conv2d_forward(np.zeros((1, 2, 5, 5)), np.zeros((3, 1, 3, 3)), np.zeros(3))

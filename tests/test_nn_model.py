@@ -1,0 +1,285 @@
+"""Model specs, presets, summary, determinism, save/load; loss, optimizers and schedules."""
+from __future__ import annotations
+
+import json
+import math
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from pipeline.nn import (PRESETS, SGD, Adam, SoftmaxCrossEntropy, build_model, load_model,
+                         make_schedule, preset_spec, save_model, softmax)
+
+
+def train_steps(model, steps: int, seed: int = 1, batch: int = 8):
+    rng = np.random.default_rng(seed)
+    x = rng.random((batch * steps, *model.input_shape), dtype=np.float32)
+    y = rng.integers(0, 10, batch * steps)
+    ce, opt = SoftmaxCrossEntropy(), Adam(1e-3)
+    losses = []
+    for s in range(steps):
+        sl = slice(s * batch, (s + 1) * batch)
+        losses.append(ce.forward(model.forward(x[sl], training=True), y[sl]))
+        model.backward(ce.backward())
+        opt.step(model.parameters(), model.gradients())
+    return losses, opt
+
+
+def expected_param_count(spec, input_shape):
+    """Parameter count worked out from the spec by hand-written shape rules."""
+    C, H, W = input_shape
+    flat, total = None, 0
+    for e in spec:
+        t = e["type"]
+        if t == "conv":
+            k, s, p = e["kernel"], e.get("stride", 1), e.get("pad", 0)
+            total += e["filters"] * C * k * k + e["filters"]
+            C, H, W = e["filters"], (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+        elif t == "maxpool":
+            H, W = H // e["size"], W // e["size"]
+        elif t == "batchnorm":
+            total += 2 * (C if flat is None else flat)
+        elif t == "flatten":
+            flat = C * H * W
+        elif t == "dense":
+            total += flat * e["units"] + e["units"]
+            flat = e["units"]
+    return total
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_build_roundtrip_json_and_give_logits(name):
+    spec = preset_spec(name)
+    assert json.loads(json.dumps(spec)) == spec
+    a = build_model(spec, (1, 28, 28), np.random.default_rng(3))
+    b = build_model(json.loads(json.dumps(spec)), (1, 28, 28), np.random.default_rng(3))
+    for (ka, va), (kb, vb) in zip(a.parameters().items(), b.parameters().items()):
+        assert ka == kb and va.dtype == np.float32
+        np.testing.assert_array_equal(va, vb)  # same seed -> bit-identical initialisation
+    assert a.num_params() == expected_param_count(spec, (1, 28, 28))
+    x = np.random.default_rng(0).random((3, 1, 28, 28), dtype=np.float32)
+    logits = a.forward(x)
+    assert logits.shape == (3, 10) and logits.dtype == np.float32 and np.all(np.isfinite(logits))
+    p = a.predict_proba(x, batch_size=2)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(a.predict(x), logits.argmax(axis=1))
+
+
+def test_known_architectures():
+    simple = build_model(preset_spec("simple"))
+    # book's SimpleConvNet: 30*1*5*5+30, 30*12*12*100+100, 100*10+10
+    assert simple.num_params() == 780 + 432_100 + 1_010
+    assert [s for s in simple.shapes] == [(30, 24, 24), (30, 24, 24), (30, 12, 12), (4320,), (100,), (100,), (10,)]
+    deep = build_model(preset_spec("deep"))
+    assert deep.shapes[deep.kinds.index("flatten")] == (64 * 4 * 4,)
+    torch_seed = build_model(preset_spec("seed-torch"))
+    assert torch_seed.shapes[torch_seed.kinds.index("flatten")] == (64 * 3 * 3,)
+
+
+def test_summary_table_lists_layers_shapes_and_totals():
+    m = build_model(preset_spec("seed-keras"))
+    text = m.summary()
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["Layer", "(type)", "Output"]
+    assert "0.conv (Conv2D)" in text and "(None, 32, 28, 28)" in text and "320" in lines[2]
+    assert "2.batchnorm (BatchNorm)" in text
+    assert f"Trainable params: {m.num_params():,}" in text
+    assert f"Non-trainable params: {sum(v.size for v in m.buffers().values()):,}" in text
+    assert len([l for l in lines if "(" in l and ")" in l and l[0].isdigit()]) == len(m.layers)
+
+
+def test_unknown_preset_lists_valid_names():
+    with pytest.raises(ValueError) as err:
+        preset_spec("resnet")
+    for name in PRESETS:
+        assert name in str(err.value)
+
+
+@pytest.mark.parametrize("spec,match", [
+    ([{"type": "conv", "filters": 4}], "missing required keys"),
+    ([{"type": "convolution", "filters": 4, "kernel": 3}], "unknown layer type"),
+    ([{"type": "dense", "units": 10, "size": 3}], "unknown keys"),
+    ([{"type": "conv", "filters": 4, "kernel": 3, "init": "zeros"}], "unknown init"),
+    ([{"type": "conv", "filters": 4, "kernel": 3, "stride": 0}], "stride must be an integer"),
+    ([{"type": "dense", "units": 10}], "add a flatten layer"),
+    ([{"type": "conv", "filters": 4, "kernel": 30}, {"type": "flatten"}, {"type": "dense", "units": 10}], "shrinks"),
+    ([{"type": "conv", "filters": 4, "kernel": 3}], "must end in a dense layer"),
+    ([{"type": "flatten"}, {"type": "dropout", "rate": 1.5}, {"type": "dense", "units": 2}], "rate must be in"),
+    ([], "non-empty list"),
+])
+def test_bad_specs_fail_with_clear_messages(spec, match):
+    with pytest.raises(ValueError, match=match):
+        build_model(spec, (1, 28, 28), np.random.default_rng(0))
+
+
+def test_bad_input_shape_is_reported():
+    m = build_model(preset_spec("simple"))
+    with pytest.raises(ValueError, match=r"expects inputs of shape \(N, 1, 28, 28\)"):
+        m.forward(np.zeros((2, 28, 28, 1), np.float32))
+
+
+def test_training_is_deterministic_bit_for_bit():
+    # same seed -> same parameters after Adam steps, including dropout draws and BLAS threading
+    results = []
+    for _ in range(2):
+        m = build_model(preset_spec("deep"), (1, 28, 28), np.random.default_rng(42))
+        train_steps(m, 3, batch=16)
+        results.append(m.state_dict())
+    for k in results[0]["params"]:
+        np.testing.assert_array_equal(results[0]["params"][k], results[1]["params"][k])
+    other = build_model(preset_spec("deep"), (1, 28, 28), np.random.default_rng(43))
+    assert not np.array_equal(other.first_conv_weights(), build_model(preset_spec("deep"), rng=np.random.default_rng(42)).first_conv_weights())
+
+
+def test_training_reduces_loss_on_a_learnable_task():
+    rng = np.random.default_rng(0)
+    m = build_model(preset_spec("simple"), (1, 28, 28), np.random.default_rng(0))
+    # class k = a bright 4x4 square at a k-dependent position
+    y = rng.integers(0, 10, 400)
+    x = rng.random((400, 1, 28, 28), dtype=np.float32) * 0.2
+    for i, k in enumerate(y):
+        r, c = divmod(int(k), 5)
+        x[i, 0, 4 + 10 * r:8 + 10 * r, 2 + 5 * c:6 + 5 * c] += 1
+    ce, opt = SoftmaxCrossEntropy(), Adam(1e-3)
+    for epoch in range(3):
+        for s in range(0, 400, 50):
+            ce.forward(m.forward(x[s:s + 50], True), y[s:s + 50])
+            m.backward(ce.backward())
+            opt.step(m.parameters(), m.gradients())
+    assert (m.predict(x) == y).mean() > 0.9
+
+
+def test_state_dict_roundtrip_and_save_load(tmp_path):
+    m = build_model(preset_spec("seed-keras"), (1, 28, 28), np.random.default_rng(0))
+    train_steps(m, 2, batch=4)  # moves BatchNorm running stats away from their defaults
+    path = tmp_path / "model.pkl"
+    save_model(path, m)
+    loaded = load_model(path)
+    x = np.random.default_rng(5).random((4, 1, 28, 28), dtype=np.float32)
+    np.testing.assert_array_equal(loaded.forward(x), m.forward(x))
+    for k, v in m.buffers().items():
+        np.testing.assert_array_equal(loaded.buffers()[k], v)
+    # the pickle holds only builtins + ndarrays: it loads with this package made unimportable
+    code = ("import sys, pickle; sys.modules['pipeline'] = None; "
+            f"d = pickle.load(open({str(path)!r}, 'rb')); "
+            "print(d['format'], sorted(d)[0], d['params']['0.conv.W'].shape, len(d['buffers']))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["mnist-pipeline/model/v1", "buffers", "(32,", "1,", "3,", "3)", "8"]
+
+
+def test_load_rejects_foreign_pickles_and_mismatched_states(tmp_path):
+    bad = tmp_path / "bad.pkl"
+    bad.write_bytes(pickle.dumps({"weights": 1}))
+    with pytest.raises(ValueError, match="not a saved model"):
+        load_model(bad)
+    simple = build_model(preset_spec("simple"))
+    with pytest.raises(ValueError, match="different model spec"):
+        simple.load_state_dict(build_model(preset_spec("lenet5")).state_dict())
+    state = simple.state_dict()
+    state["params"]["4.dense.W"] = state["params"]["4.dense.W"][:10]
+    with pytest.raises(ValueError, match="saved shape"):
+        simple.load_state_dict(state)
+
+
+def test_feature_maps_and_first_conv_weights():
+    m = build_model(preset_spec("simple"))
+    x = np.random.default_rng(0).random((2, 1, 28, 28), dtype=np.float32)
+    fm = m.feature_maps(x, 0)
+    assert fm.shape == (2, 30, 24, 24) and fm.flags.c_contiguous
+    W = m.first_conv_weights()
+    assert W.shape == (30, 1, 5, 5)
+    # feature map = the correlation of the image with each filter, checked at one pixel
+    assert fm[1, 7, 3, 4] == pytest.approx(float(np.sum(x[1, 0, 3:8, 4:9] * W[7, 0])), rel=1e-5)
+    W[:] = 0  # a copy: the model is untouched
+    assert np.any(m.first_conv_weights() != 0)
+
+
+def test_parameters_and_gradients_share_keys_and_live_arrays():
+    m = build_model(preset_spec("lenet5"))
+    params, grads = m.parameters(), m.gradients()
+    assert list(params) == list(grads) and list(params)[0] == "0.conv.W"
+    params["0.conv.W"][0, 0, 0, 0] = 123.0
+    assert m.first_conv_weights()[0, 0, 0, 0] == 123.0
+
+
+# ------------------------------------------------------------------ loss
+
+
+def test_softmax_and_cross_entropy_values():
+    logits = np.array([[1.0, 2.0, 3.0], [1000.0, 0.0, -1000.0]])
+    p = softmax(logits)
+    np.testing.assert_allclose(p[0], np.exp([1, 2, 3]) / np.exp([1, 2, 3]).sum())
+    np.testing.assert_allclose(p[1], [1, 0, 0])  # no overflow
+    ce = SoftmaxCrossEntropy()
+    loss = ce.forward(logits, np.array([2, 0]))
+    assert loss == pytest.approx((-math.log(p[0, 2]) + 0.0) / 2)
+    smooth = SoftmaxCrossEntropy(label_smoothing=0.3).forward(logits[:1], np.array([2]))
+    logp = np.log(p[0])
+    assert smooth == pytest.approx(-(0.7 * logp[2] + 0.1 * logp.sum()))
+    with pytest.raises(ValueError, match="labels must lie in"):
+        ce.forward(logits, np.array([0, 3]))
+
+
+# ------------------------------------------------------------------ optimizers and schedules
+
+
+def test_sgd_momentum_and_nesterov_follow_their_formulas():
+    p0, g0, g1 = np.array([1.0, -2.0]), np.array([0.5, 0.25]), np.array([-1.0, 2.0])
+    for nesterov in (False, True):
+        p = {"w": p0.copy()}
+        opt = SGD(0.1, momentum=0.9, nesterov=nesterov, weight_decay=0.01)
+        opt.step(p, {"w": g0})
+        d0 = g0 + 0.01 * p0
+        step0 = d0 + 0.9 * d0 if nesterov else d0
+        np.testing.assert_allclose(p["w"], p0 - 0.1 * step0)
+        p1 = p["w"].copy()
+        opt.step(p, {"w": g1})
+        d1 = g1 + 0.01 * p1
+        buf = 0.9 * d0 + d1
+        step1 = d1 + 0.9 * buf if nesterov else buf
+        np.testing.assert_allclose(p["w"], p1 - 0.1 * step1)
+
+
+def test_adam_first_step_is_lr_times_sign_and_decoupled_decay():
+    p = {"w": np.array([1.0, -1.0, 3.0])}
+    Adam(0.01).step(p, {"w": np.array([0.3, -5.0, 1e-3])})
+    np.testing.assert_allclose(p["w"], [0.99, -0.99, 3.0 - 0.01 * 1e-3 / (1e-3 + 1e-8)], rtol=1e-9)
+    q = {"w": np.array([2.0])}
+    Adam(0.1, weight_decay=0.5, decoupled=True).step(q, {"w": np.array([0.0])})
+    np.testing.assert_allclose(q["w"], [2.0 * (1 - 0.05)])
+
+
+@pytest.mark.parametrize("make", [lambda: Adam(0.01), lambda: SGD(0.05, momentum=0.9, nesterov=True)])
+def test_optimizer_resume_is_exact(make):
+    rng = np.random.default_rng(0)
+    grads = [{"w": rng.standard_normal(5)} for _ in range(6)]
+    a, pa = make(), {"w": np.ones(5)}
+    for g in grads:
+        a.step(pa, g)
+    b, pb = make(), {"w": np.ones(5)}
+    for g in grads[:3]:
+        b.step(pb, g)
+    state = pickle.loads(pickle.dumps(b.state_dict()))
+    c, pc = make(), {"w": pb["w"].copy()}
+    c.load_state_dict(state)
+    for g in grads[3:]:
+        c.step(pc, g)
+    np.testing.assert_array_equal(pc["w"], pa["w"])
+
+
+def test_schedules():
+    step = make_schedule("step", 0.1, 10, step_size=3, gamma=0.5)
+    assert [step(e) for e in (0, 2, 3, 6, 9)] == pytest.approx([0.1, 0.1, 0.05, 0.025, 0.0125])
+    cos = make_schedule("cosine", 0.1, 11, min_lr=0.01)
+    assert cos(0) == pytest.approx(0.1) and cos(10) == pytest.approx(0.01) and cos(5) == pytest.approx(0.055)
+    assert all(cos(e) >= cos(e + 1) for e in range(10))
+    warm = make_schedule("cosine", 0.1, 10, warmup=2)
+    assert [warm(0), warm(1), warm(2)] == pytest.approx([0.05, 0.1, 0.1])
+    assert make_schedule("constant", 0.3, 5)(4) == 0.3
+    with pytest.raises(ValueError, match="unknown schedule"):
+        make_schedule("linear", 0.1, 5)
+    with pytest.raises(ValueError, match="not \\['gamma_'\\]"):
+        make_schedule("step", 0.1, 5, gamma_=0.1)
