@@ -227,14 +227,14 @@ def flagged_examples(flags: pd.DataFrame, train_images: np.ndarray, test_images:
     returns: {"images": uint8 (K, H, W), "captions": K strings, "split": K, "index": K}
     """
     order = flags.assign(
-        _rank=flags["reason"].map({"leakage": 0, "duplicate": 1, "near_empty": 2}).fillna(3),
-        _z=-np.fmax(flags["z_ink_mass"].abs().fillna(0), flags["z_bbox_area"].abs().fillna(0)),
-    ).sort_values(["_rank", "_z", "split", "index"])
+        sort_rank=flags["reason"].map({"leakage": 0, "duplicate": 1, "near_empty": 2}).fillna(3),
+        sort_z=-np.fmax(flags["z_ink_mass"].abs().fillna(0), flags["z_bbox_area"].abs().fillna(0)),
+    ).sort_values(["sort_rank", "sort_z", "split", "index"])
     order = order.drop_duplicates(["split", "index"]).head(k)
     source = {"train": train_images, "test": test_images}
     h, w = train_images.shape[1:]
     images = np.stack([source[r.split][r.index] for r in order.itertuples()]) if len(order) else np.zeros((0, h, w), np.uint8)
-    captions = [f"{r.split} #{r.index} ({r.label})\n{r.reason}" + (f" |z|={-r._z:.1f}" if r.reason == "outlier" else "")
+    captions = [f"{r.split} #{r.index} ({r.label})\n{r.reason}" + (f" |z|={-r.sort_z:.1f}" if r.reason == "outlier" else "")
                 for r in order.itertuples()]
     return {"images": images, "captions": captions, "split": order["split"].tolist(), "index": order["index"].tolist()}
 
