@@ -167,6 +167,7 @@ def fetch_file(spec: MnistFile, mirrors: list[Mirror], dest: Path, *, options: F
     Returns the manifest record; raises AcquireError naming every failed attempt.
     """
     unreachable = {} if unreachable is None else unreachable
+    dest.mkdir(parents=True, exist_ok=True)
     final, part = dest / spec.name, dest / (spec.name + ".part")
     failed: list[dict] = []
     for mirror in mirrors:

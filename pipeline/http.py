@@ -95,17 +95,20 @@ class Progress:
     """Throttled progress: a line in the terminal and an optional callback (e.g. Luigi's status).
 
     ``update(done, total)`` may be called for every chunk; output happens at
-    most every ``interval`` seconds (and once at ``finish``). On a terminal the
-    line is redrawn in place; in a log file a new line is written instead.
+    most every ``interval`` seconds (default 0.5 on a terminal, 5 otherwise)
+    and once at ``finish``. On a terminal the line is redrawn in place; in a
+    log file a new line is written instead.
     """
 
     def __init__(self, label: str, callback: ProgressCallback | None = None,
-                 stream: TextIO | None = sys.stderr, interval: float = 0.5):
+                 stream: TextIO | None = sys.stderr, interval: float | None = None):
         self.label = label
         self.callback = callback
         self.stream = stream
         self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-        self.interval = interval if self.tty else max(interval, 5.0)
+        if interval is None:  # redrawing in place is cheap; a log file wants few lines
+            interval = 0.5 if self.tty else 5.0
+        self.interval = interval
         self.begin(0)
 
     def begin(self, offset: int) -> None:

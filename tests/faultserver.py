@@ -40,9 +40,9 @@ HTML_PAGE = b"<!DOCTYPE html><html><head><title>503 Service Unavailable</title><
 
 @dataclass
 class Hit:
-    """One request as the server saw it."""
+    """One request as the server saw it (status 0: no answer was sent)."""
 
-    time: float
+    time: float  # arrival, time.monotonic()
     path: str
     range: str | None
     mode: str
@@ -62,9 +62,9 @@ class _Handler(BaseHTTPRequestHandler):
         name = self.path.lstrip("/").split("?")[0]
         data = owner.content(name)
         mode = owner.next_mode(name)
-        rng = self.headers.get("Range")
-        status = self._serve(name, data, mode, rng)
-        owner.hits.append(Hit(time.monotonic(), name, rng, mode, status))
+        hit = Hit(time.monotonic(), name, self.headers.get("Range"), mode, 0)
+        owner.hits.append(hit)  # at arrival: a stalled request is visible while it stalls
+        hit.status = self._serve(name, data, mode, hit.range)
 
     # Each branch answers one way; returns the status sent.
     def _serve(self, name: str, data: bytes | None, mode: str, rng: str | None) -> int:
@@ -178,7 +178,7 @@ class FaultServer:
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.owner = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self) -> str:
