@@ -20,21 +20,41 @@ def stratified_split(labels: np.ndarray, val_fraction: float, rng: np.random.Gen
 
     labels : int ndarray of shape (N,)
     returns: (train_positions, val_positions), int64, each sorted ascending.
-    Each class contributes round(count * val_fraction) images to validation,
-    but keeps at least one in training, so every class seen stays trainable.
-    The permutation of each class comes from ``rng``: same seed, same split.
+    Validation gets round(N * val_fraction) images, shared among classes in
+    proportion to their counts (largest remainder, so small sets are stratified
+    too); each class keeps at least one image in training. Which images go is
+    drawn from ``rng``: same seed, same split.
     """
     check_val_fraction(val_fraction)
     labels = np.asarray(labels)
-    val_parts = []
-    for cls in np.unique(labels):
-        members = np.flatnonzero(labels == cls)
-        n_val = min(int(round(members.size * val_fraction)), members.size - 1)
-        val_parts.append(rng.permutation(members)[:n_val])
+    classes, counts = np.unique(labels, return_counts=True)
+    n_val = val_allocation(counts, val_fraction)
+    if labels.size and n_val.sum() == 0:
+        raise ValueError(
+            f"{labels.size} images with val_fraction={val_fraction} leave no validation image; "
+            "use more images (train_limit) or a larger val_fraction"
+        )
+    val_parts = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, n_val)]
     val = np.sort(np.concatenate(val_parts)).astype(np.int64) if val_parts else np.zeros(0, np.int64)
     is_val = np.zeros(labels.size, dtype=bool)
     is_val[val] = True
     return np.flatnonzero(~is_val).astype(np.int64), val
+
+
+def val_allocation(counts: np.ndarray, val_fraction: float) -> np.ndarray:
+    """How many images of each class go to validation (largest-remainder rounding).
+
+    counts : int (C,) images per class; returns int64 (C,) summing to round(sum * f),
+    less any that the "keep one in training" rule forbids.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    exact = counts * float(val_fraction)
+    base = np.floor(exact).astype(np.int64)
+    missing = int(round(counts.sum() * float(val_fraction))) - int(base.sum())
+    # Stable sort on the negated remainders: ties go to the lower class, deterministically.
+    order = np.argsort(-(exact - base), kind="stable")
+    base[order[:max(missing, 0)]] += 1
+    return np.minimum(base, np.maximum(counts - 1, 0))
 
 
 def class_proportions(splits: dict[str, np.ndarray], n_classes: int = 10) -> pd.DataFrame:
