@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import io
 import logging
-import socket
 import struct
 import time
 import tracemalloc
@@ -20,10 +19,10 @@ import numpy as np
 import pytest
 
 from pipeline import acquire
-from pipeline.acquire import AcquireError, FetchOptions, Mirror, fetch_all, fetch_file, resolve_mirror, verify_gz
+from pipeline.acquire import AcquireError, FetchOptions, fetch_all, fetch_file, resolve_mirror, verify_gz
 from pipeline.http import HtmlPageError, Progress, download, make_session
 from pipeline.mnist_files import BY_NAME, FILES, MnistFile
-from tests.faultserver import FaultServer
+from tests.faultserver import FaultServer, closed_port_url
 
 NAME = "train-images-idx3-ubyte.gz"
 FAST = FetchOptions(connect_timeout=1.0, read_timeout=0.3, retries=2, backoff_factor=0.01)
@@ -53,14 +52,6 @@ def fetch(spec, mirrors, dest, options=FAST, **kw):
     with make_session(options.retries, options.backoff_factor) as session:
         return fetch_file(spec, [resolve_mirror(m) for m in mirrors], dest, options=options,
                           session=session, terminal=None, **kw)
-
-
-def closed_port_url() -> str:
-    """An http URL on 127.0.0.1 where nothing listens (connection refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def assert_verified(dest: Path, payload: bytes) -> None:

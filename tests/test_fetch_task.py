@@ -1,8 +1,8 @@
 """FetchMNIST end to end: real HTTP on 127.0.0.1, the bundled mirror, and a real ``kill -9`` and resume."""
 from __future__ import annotations
 
-import hashlib
 import gzip
+import hashlib
 import json
 import os
 import signal
@@ -14,12 +14,10 @@ from pathlib import Path
 import luigi
 import luigi.scheduler
 import luigi.worker
-import pytest
 
 from pipeline.mnist_files import FILES
 from tasks.fetch import FetchMNIST
-from tests.faultserver import FaultServer
-from tests.test_acquire import closed_port_url
+from tests.faultserver import FaultServer, closed_port_url
 
 REPO = Path(__file__).resolve().parents[1]
 FAST = dict(connect_timeout=1.0, read_timeout=2.0, retries=1, backoff_factor=0.01)
