@@ -1,0 +1,202 @@
+"""The training loop on a small real-MNIST subset: learning, seeding, best-on-validation,
+early stopping, progress, and in-process interruption + exact resume from checkpoints."""
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import store
+from pipeline.nn.optim import make_schedule
+from pipeline.nn.train import (Checkpoints, TrainConfig, evaluate_split, seed_streams, terminal_progress,
+                               train)
+
+MNIST = Path(__file__).resolve().parents[1] / "data" / "mirror" / "mnist"
+
+# Small but real: one conv, dropout (so the dropout RNG matters), two dense layers.
+TINY = [
+    {"type": "conv", "filters": 6, "kernel": 5},
+    {"type": "relu"},
+    {"type": "maxpool", "size": 2},
+    {"type": "flatten"},
+    {"type": "dropout", "rate": 0.3},
+    {"type": "dense", "units": 32},
+    {"type": "relu"},
+    {"type": "dense", "units": 10},
+]
+
+
+@pytest.fixture(scope="module")
+def subset():
+    """1200 train / 400 validation images from the real MNIST training file, scaled to [0, 1]."""
+    if not (MNIST / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {MNIST}: copy ../shared/datasets/mnist/*.gz there")
+    from pipeline.idx import read_pair
+
+    images, labels = read_pair(MNIST / "train-images-idx3-ubyte.gz", MNIST / "train-labels-idx1-ubyte.gz")
+    x = (images[:1600].astype(np.float32) / 255.0)[:, None]  # (N, 1, 28, 28)
+    y = labels[:1600].astype(np.int64)
+    return x[:1200], y[:1200], x[1200:], y[1200:]
+
+
+def _config(**kw):
+    base = dict(epochs=4, batch_size=50, learning_rate=2e-3, seed=3, schedule="cosine")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_seed_streams_are_reproducible_and_independent():
+    a, b = seed_streams(5), seed_streams(5)
+    for name in a:
+        assert a[name].random() == b[name].random()
+    draws = [seed_streams(5)[name].integers(0, 2**62) for name in ("init", "shuffle", "augment", "dropout")]
+    assert len(set(draws)) == 4
+    assert seed_streams(6)["init"].random() != seed_streams(5)["init"].random()
+
+
+def test_training_learns_and_keeps_the_best_validation_epoch(subset):
+    x, y, xv, yv = subset
+    calls = []
+    result = train(TINY, x, y, xv, yv, _config(), progress=lambda f, m: calls.append((f, m)),
+                   progress_interval=0.0)
+    h = result.history
+    assert [e["epoch"] for e in h] == [1, 2, 3, 4]
+    assert set(h[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
+    schedule = make_schedule("cosine", 2e-3, 4)
+    assert [e["lr"] for e in h] == [schedule(i) for i in range(4)]
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    assert result.best_val_acc > 0.75  # 1200 real digits, 4 epochs: far above chance (0.1)
+    best = max(h, key=lambda e: (e["val_acc"], -e["val_loss"]))
+    assert result.best_epoch == best["epoch"] and result.best_val_acc == best["val_acc"]
+    # the returned model really holds that epoch's parameters: re-evaluating reproduces its figures
+    loss, acc = evaluate_split(result.model, xv, yv)
+    assert acc == best["val_acc"] and loss == pytest.approx(best["val_loss"], rel=1e-9)
+    assert result.params_sha256 == store.sha256_arrays(result.model.parameters())
+    assert result.train_seconds == pytest.approx(sum(e["seconds"] for e in h))
+    assert result.images_per_second > 0 and not result.stopped_early
+    # progress: monotone fractions ending at 1, messages with epoch, batch, loss and ETA
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert any("batch" in m and "loss" in m and "ETA" in m for _, m in calls)
+
+
+def test_same_seed_same_parameters_other_seed_other_parameters(subset):
+    x, y, xv, yv = (a[:400] for a in subset)
+    first = train(TINY, x, y, xv, yv, _config(epochs=2, augment=True))
+    again = train(TINY, x, y, xv, yv, _config(epochs=2, augment=True))
+    other = train(TINY, x, y, xv, yv, _config(epochs=2, augment=True, seed=4))
+    assert first.params_sha256 == again.params_sha256
+    assert first.params_sha256 != other.params_sha256
+    assert first.history[0]["train_loss"] == again.history[0]["train_loss"]
+
+
+def test_early_stopping_stops_when_validation_stops_improving(subset):
+    x, y, xv, yv = subset
+    noise = np.random.default_rng(0).integers(0, 10, size=len(yv))  # validation labels carry no signal
+    result = train(TINY, x, y, xv, noise, _config(epochs=10, patience=2, learning_rate=3e-3))
+    h = result.history
+    assert result.stopped_early and len(h) < 10
+    # the last `patience` epochs were no better than the best one before them
+    best_before = max((e["val_acc"], -e["val_loss"]) for e in h[:-2])
+    assert all((e["val_acc"], -e["val_loss"]) <= best_before for e in h[-2:])
+    assert result.best_epoch == len(h) - 2
+
+
+class Interrupt(Exception):
+    """Stands in for a crash in the middle of an epoch."""
+
+
+def _crash_at(epoch_fraction: float):
+    def progress(fraction, message):
+        if fraction >= epoch_fraction:
+            raise Interrupt(message)
+    return progress
+
+
+def test_interrupted_run_resumes_to_bit_identical_parameters(subset, tmp_path):
+    x, y, xv, yv = subset
+    config = _config(epochs=4, augment=True)  # augment + dropout: every RNG stream is in play
+    straight = train(TINY, x, y, xv, yv, config, checkpoint_dir=tmp_path / "straight")
+
+    ckpt = tmp_path / "crashing"
+    with pytest.raises(Interrupt):
+        # dies in the middle of epoch 3 (fraction 0.625 of 4 epochs), after checkpoint 2 was written
+        train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.625), progress_interval=0.0)
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0001.pkl", "epoch-0002.pkl"]
+    resumed = train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    assert resumed.resumed_from_epoch == 2
+    assert resumed.params_sha256 == straight.params_sha256
+    assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
+    assert resumed.best_epoch == straight.best_epoch
+    # only the newest two checkpoints are kept
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0003.pkl", "epoch-0004.pkl"]
+
+    # a finished run's checkpoints give the result again without training
+    again = train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    assert again.resumed_from_epoch == 4 and again.params_sha256 == straight.params_sha256
+
+
+def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(subset, tmp_path):
+    x, y, xv, yv = (a[:400] for a in subset)
+    config = _config(epochs=3)
+    straight = train(TINY, x, y, xv, yv, config)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Interrupt):
+        train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.99), progress_interval=0.0)
+    newest = ckpt / "epoch-0002.pkl"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a full disk
+    resumed = train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    assert resumed.resumed_from_epoch == 1
+    assert resumed.params_sha256 == straight.params_sha256
+
+
+def test_checkpoint_of_another_run_is_ignored(subset, tmp_path):
+    x, y, xv, yv = (a[:400] for a in subset)
+    ckpt = tmp_path / "ckpt"
+    train(TINY, x, y, xv, yv, _config(epochs=2, seed=1), checkpoint_dir=ckpt)
+    fresh = train(TINY, x, y, xv, yv, _config(epochs=2, seed=2))
+    reused_dir = train(TINY, x, y, xv, yv, _config(epochs=2, seed=2), checkpoint_dir=ckpt)
+    assert reused_dir.resumed_from_epoch == 0
+    assert reused_dir.params_sha256 == fresh.params_sha256
+    other_data = train(TINY, x[::-1].copy(), y[::-1].copy(), xv, yv, _config(epochs=2, seed=2),
+                       checkpoint_dir=ckpt)
+    assert other_data.resumed_from_epoch == 0
+
+
+def test_checkpoints_keep_only_the_newest_two(tmp_path):
+    c = Checkpoints(tmp_path, fingerprint="f")
+    for epoch in range(1, 6):
+        c.save(epoch, {"epoch": epoch})
+    assert [e for e, _ in c.existing()] == [4, 5]
+    assert c.load_latest()["epoch"] == 5
+    assert Checkpoints(tmp_path, fingerprint="g").load_latest() is None
+
+
+def test_bad_settings_and_data_are_refused_with_the_fix(subset):
+    x, y, xv, yv = subset
+    with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd'"):
+        train(TINY, x, y, xv, yv, _config(optimizer="rmsprop"))
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        train(TINY, x, y, xv, yv, _config(epochs=0))
+    with pytest.raises(ValueError, match="float32"):
+        train(TINY, x.astype(np.float64), y, xv, yv, _config())
+    with pytest.raises(ValueError, match="validation split is empty"):
+        train(TINY, x, y, xv[:0], yv[:0], _config())
+
+
+def test_terminal_progress_rewrites_one_line_on_a_tty_and_logs_lines_otherwise():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty, pipe = Tty(), io.StringIO()
+    for stream in (tty, pipe):
+        show = terminal_progress(stream, every=math.inf)
+        show(0.1, "epoch 1/2 batch 1/10")
+        show(0.2, "epoch 1/2 batch 2/10")
+        show(1.0, "epoch 2/2 done")
+    assert tty.getvalue().count("\r") == 3 and tty.getvalue().endswith("\n")
+    lines = pipe.getvalue().splitlines()
+    assert lines == ["[ 10.0%] epoch 1/2 batch 1/10", "[100.0%] epoch 2/2 done"]
