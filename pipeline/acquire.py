@@ -228,7 +228,10 @@ def present_record(spec: MnistFile, dest: Path, previous: dict | None) -> dict |
     try:
         verified = verify_gz(final, spec)
     except VerificationError as exc:
-        log.warning("%s: the file already in %s does not verify (%s); fetching it again", spec.name, dest, exc)
+        # A bad file must not stay where a good one is expected, even if no mirror answers now.
+        log.warning("%s: the file already in %s does not verify (%s); removed, fetching it again",
+                    spec.name, dest, exc)
+        final.unlink()
         return None
     if previous and previous.get("sha256_gz") == verified.sha256_gz:
         return previous

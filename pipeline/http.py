@@ -275,8 +275,9 @@ def _open_body(response: requests.Response, part: Path, url: str, offset: int,
             log.info("%s: resuming %s from byte %d of %s (HTTP 206)", url, part.name, offset, total)
             transfer.resumed_from = offset
             return offset, total
+        discard_part(part)  # otherwise every later run would ask for the same range again
         raise DownloadError(f"HTTP 206 with Content-Range {response.headers.get('Content-Range')!r} "
-                            f"does not start at the requested byte {offset}")
+                            f"does not start at the requested byte {offset}; the partial file was discarded")
     if offset:
         log.info("%s: server ignored Range bytes=%d- (HTTP 200); starting over", url, offset)
     discard_part(part)

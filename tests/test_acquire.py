@@ -315,6 +315,11 @@ def test_verified_files_are_not_downloaded_again(mnist_dir, tmp_path):
         path = tmp_path / "t10k-labels-idx1-ubyte.gz"
         path.write_bytes(path.read_bytes()[:-10])
         third = fetch_all(tmp_path, [srv.url], FAST, previous=first, terminal=None)
+        # a damaged file is removed even when no mirror can replace it
+        path.write_bytes(b"junk")
+        with pytest.raises(AcquireError, match="t10k-labels-idx1-ubyte.gz: no mirror"):
+            fetch_all(tmp_path, [closed_port_url()], FAST, previous=first, terminal=None)
+        assert not path.exists()
     assert [h.path for h in srv.hits[4:]] == ["t10k-labels-idx1-ubyte.gz"]
     assert third["t10k-labels-idx1-ubyte.gz"]["sha256_gz"] == first["t10k-labels-idx1-ubyte.gz"]["sha256_gz"]
 
