@@ -179,7 +179,7 @@ def fetch_file(spec: MnistFile, mirrors: list[Mirror], dest: Path, *, options: F
         start = time.monotonic()
         callback = None if on_progress is None else (lambda d, t, r: on_progress(spec.name, d, t, r))
         progress = Progress(spec.name, callback, stream=terminal)
-        resumed_from = 0
+        resumed_from, interruptions = 0, []
         try:
             if mirror.is_local:
                 _copy_local(Path(url), part, progress)
@@ -187,7 +187,7 @@ def fetch_file(spec: MnistFile, mirrors: list[Mirror], dest: Path, *, options: F
                 transfer = download(session, url, part, connect_timeout=options.connect_timeout,
                                     read_timeout=options.read_timeout, attempts=options.retries + 1,
                                     backoff_factor=options.backoff_factor, progress=progress)
-                resumed_from = transfer.resumed_from
+                resumed_from, interruptions = transfer.resumed_from, transfer.interruptions
             verified = verify_gz(part, spec)
         except VerificationError as exc:
             discard_part(part)  # bad bytes must never seed a resume
@@ -205,7 +205,8 @@ def fetch_file(spec: MnistFile, mirrors: list[Mirror], dest: Path, *, options: F
                      f" (resumed from byte {resumed_from})" if resumed_from else "", verified.sha256_content)
             return {"mirror": mirror.spec, "url": url, "bytes": size, "sha256_gz": verified.sha256_gz,
                     "sha256_content": verified.sha256_content, "content_bytes": verified.content_bytes,
-                    "seconds": seconds, "resumed_from": resumed_from, "failed_attempts": failed}
+                    "seconds": seconds, "resumed_from": resumed_from, "interruptions": interruptions,
+                    "failed_attempts": failed}
         log.warning("%s: mirror %s failed after %.2f s: %s", spec.name, mirror.spec, time.monotonic() - start, error)
         failed.append({"mirror": mirror.spec, "url": url, "error": error})
     tried = "\n".join(f"  - {f['url']}: {f['error']}" for f in failed) or "  (no mirrors configured)"
@@ -238,7 +239,8 @@ def present_record(spec: MnistFile, dest: Path, previous: dict | None) -> dict |
     log.info("%s: already present and verified; not downloaded again", spec.name)
     return {"mirror": "already-present", "url": str(final), "bytes": final.stat().st_size,
             "sha256_gz": verified.sha256_gz, "sha256_content": verified.sha256_content,
-            "content_bytes": verified.content_bytes, "seconds": 0.0, "resumed_from": 0, "failed_attempts": []}
+            "content_bytes": verified.content_bytes, "seconds": 0.0, "resumed_from": 0, "interruptions": [],
+            "failed_attempts": []}
 
 
 @contextlib.contextmanager

@@ -70,7 +70,8 @@ def test_plain_download_gives_a_complete_record(server, payload, tmp_path):
     assert record["bytes"] == len(data)
     assert record["sha256_gz"] == hashlib.sha256(data).hexdigest()
     assert record["sha256_content"] == spec.sha256 and record["content_bytes"] == spec.content_bytes
-    assert record["seconds"] >= 0 and record["failed_attempts"] == [] and record["resumed_from"] == 0
+    assert record["seconds"] >= 0 and record["failed_attempts"] == [] and record["interruptions"] == []
+    assert record["resumed_from"] == 0
     assert [(h.range, h.status) for h in server.hits] == [(None, 200)]
 
 
@@ -125,6 +126,8 @@ def test_interrupted_body_resumes_with_range(server, payload, tmp_path, mode, ca
     offset = record["resumed_from"]
     assert 0 < offset < len(data)
     assert (second.range, second.status) == (f"bytes={offset}-", 206)
+    [interruption] = record["interruptions"]
+    assert interruption.startswith(f"interrupted at byte {offset}: ")
     assert f"resuming {NAME}.part from byte {offset} of {len(data)}" in caplog.text
     assert time.monotonic() - start < server.stall_seconds  # the stall was cut by the read timeout
 
