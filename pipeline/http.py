@@ -61,7 +61,7 @@ def make_session(retries: int = 3, backoff_factor: float = 0.5) -> requests.Sess
         respect_retry_after_header=True,
         raise_on_status=False,  # the last 5xx response comes back; download() names its status
     )
-    if hasattr(Retry, "DEFAULT_RETRY_AFTER_MAX"):  # urllib3 >= 2.5 can cap Retry-After
+    if hasattr(Retry, "DEFAULT_RETRY_AFTER_MAX"):  # recent urllib3 2.x can cap Retry-After; older ones cannot
         options["retry_after_max"] = RETRY_AFTER_MAX
     adapter = HTTPAdapter(max_retries=Retry(**options))
     session = requests.Session()
