@@ -28,7 +28,7 @@ import requests
 from pipeline.http import DownloadError, Progress, discard_part, download, is_unreachable, make_session
 from pipeline.idx import IdxError, check_header
 from pipeline.mnist_files import FILES, MnistFile
-from pipeline.store import _fsync_dir, sha256_file
+from pipeline.store import fsync_dir, sha256_file
 
 log = logging.getLogger("pipeline.acquire")
 
@@ -154,7 +154,7 @@ def _accept(part: Path, final: Path) -> None:
         os.fsync(fh.fileno())
     os.replace(part, final)
     discard_part(part)  # the sidecar that recorded the part's URL
-    _fsync_dir(final.parent)
+    fsync_dir(final.parent)
 
 
 def fetch_file(spec: MnistFile, mirrors: list[Mirror], dest: Path, *, options: FetchOptions,

@@ -23,7 +23,17 @@ import numpy as np
 PICKLE_PROTOCOL = 4  # readable by every Python >= 3.4
 
 
-def _fsync_dir(directory: Path) -> None:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600; results are meant to be shared like any other file.
+FILE_MODE = 0o666 & ~_umask()
+
+
+def fsync_dir(directory: Path) -> None:
     """Persist a rename: on POSIX the directory entry must be synced too."""
     with contextlib.suppress(OSError):
         fd = os.open(directory, os.O_RDONLY)
@@ -42,6 +52,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -49,7 +60,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -145,6 +156,7 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+    os.chmod(staging, 0o777 & ~_umask())
     try:
         yield staging
         old = None
@@ -153,7 +165,7 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
             os.rmdir(old)
             os.rename(final, old)
         os.rename(staging, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
     finally:
