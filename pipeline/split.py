@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 
 def check_val_fraction(val_fraction: float) -> float:
@@ -57,13 +56,15 @@ def val_allocation(counts: np.ndarray, val_fraction: float) -> np.ndarray:
     return np.minimum(base, np.maximum(counts - 1, 0))
 
 
-def class_proportions(splits: dict[str, np.ndarray], n_classes: int = 10) -> pd.DataFrame:
+def class_proportions(splits: dict[str, np.ndarray], n_classes: int = 10) -> "pd.DataFrame":  # noqa: F821
     """Share of each class in each split.
 
     splits : {"train": labels (N,), "val": labels (M,), ...}
     returns: DataFrame indexed by digit, one column of fractions per split
              plus "max_abs_diff" (largest gap between splits for that digit).
     """
+    import pandas as pd  # here, not at the top: PrepareData imports this module when it is built
+
     frame = pd.DataFrame(
         {
             name: np.bincount(np.asarray(y).astype(np.int64), minlength=n_classes) / max(len(y), 1)
