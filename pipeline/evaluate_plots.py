@@ -48,7 +48,8 @@ def confusion_figure(cm: np.ndarray, path: str | os.PathLike) -> None:
     for t in range(k):
         for p in range(k):
             if cm[t, p]:
-                color = "black" if t != p else "tab:blue"
+                dark = t != p and math.log(cm[t, p]) > 0.6 * math.log(max(vmax, 2))
+                color = "tab:blue" if t == p else ("white" if dark else "black")
                 ax.text(p, t, str(int(cm[t, p])), ha="center", va="center", fontsize=7, color=color)
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true",
            title="Confusion matrix (errors coloured, log scale)")
@@ -89,7 +90,7 @@ def reliability_figure(table, ece: float, path: str | os.PathLike) -> None:
             marker="o", color="tab:red", label="(confidence, accuracy)")
     ax.set(ylabel="accuracy", ylim=(0, 1.02), title=f"Reliability diagram (ECE = {ece:.4f})")
     ax.legend(loc="upper left", fontsize=8)
-    ax_count.bar(centres, np.maximum(table["count"].to_numpy(), 0.8), width=width * 0.95, color="grey")
+    ax_count.bar(centres[filled], table["count"].to_numpy()[filled], width=width * 0.95, color="grey")
     ax_count.set(yscale="log", xlabel="confidence of the predicted class", ylabel="count", xlim=(0, 1))
     fig.tight_layout()
     _save(fig, path)

@@ -64,8 +64,9 @@ def test_training_learns_and_keeps_the_best_validation_epoch(subset):
     h = result.history
     assert [e["epoch"] for e in h] == [1, 2, 3, 4]
     assert set(h[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
-    schedule = make_schedule("cosine", 2e-3, 4)
+    schedule = make_schedule("cosine", 2e-3, 5)  # one epoch beyond the run: the last epoch still learns
     assert [e["lr"] for e in h] == [schedule(i) for i in range(4)]
+    assert h[-1]["lr"] > 0 and h[0]["lr"] == 2e-3
     assert h[-1]["train_loss"] < h[0]["train_loss"]
     assert result.best_val_acc > 0.75  # 1200 real digits, 4 epochs: far above chance (0.1)
     best = max(h, key=lambda e: (e["val_acc"], -e["val_loss"]))

@@ -228,7 +228,10 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     model = build_model(spec, input_shape=tuple(x_train.shape[1:]), rng=rngs["init"])
     use_dropout_rng(model, rngs["dropout"])
     optimizer = make_optimizer(config)
-    schedule = make_schedule(config.schedule, config.learning_rate, config.epochs)
+    # make_schedule's cosine reaches min_lr (0) at its last epoch; one epoch more in its
+    # horizon keeps our last epoch learning (at a small rate) instead of wasting it at lr 0.
+    horizon = config.epochs + 1 if config.schedule == "cosine" else config.epochs
+    schedule = make_schedule(config.schedule, config.learning_rate, horizon)
     loss_fn = SoftmaxCrossEntropy()
 
     history: list[dict[str, Any]] = []
@@ -263,6 +266,9 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
             last_report = now
             progress(fraction, message)
 
+    if resumed_from:
+        report(resumed_from / config.epochs,
+               f"resumed from the checkpoint of epoch {resumed_from}/{config.epochs} in {checkpoint_dir}", force=True)
     for epoch in range(start_epoch, config.epochs):
         if stopped_early:
             break

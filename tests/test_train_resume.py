@@ -1,0 +1,93 @@
+"""Exact resume for real: SIGKILL the TrainCNN process after its epoch-2 checkpoint,
+rerun the same command, and compare params_sha256 with an uninterrupted run.
+
+Each run is a separate ``python -m luigi --module tasks TrainCNN`` process on a
+small real-MNIST subset (the first run also fetches from the bundled copy,
+cleans and prepares; the later runs find those complete).
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import MNIST_DIR, REPO, storage_at
+
+ARGS = {"train-limit": 2500, "epochs": 6, "seed": 11, "preset": "simple", "batch-size": 50,
+        "learning-rate": 0.002}
+
+
+def _command(root: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "luigi", "--module", "tasks.train", "TrainCNN", "--local-scheduler",
+           "--storage-data-dir", str(root / "data"), "--storage-report-dir", str(root / "reports"),
+           "--FetchMNIST-mirrors", json.dumps([str(MNIST_DIR)]), "--augment"]
+    for key, value in ARGS.items():
+        cmd += [f"--{key}", str(value)]
+    return cmd
+
+
+def _run(root: Path, log: Path) -> None:
+    with open(log, "ab") as out:
+        done = subprocess.run(_command(root), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=300)
+    assert done.returncode == 0, log.read_text()[-3000:]
+
+
+def _task(root: Path):
+    from tasks.train import TrainCNN
+
+    with storage_at(root):
+        task = TrainCNN(train_limit=2500, epochs=6, seed=11, preset="simple", batch_size=50,
+                        learning_rate=0.002, augment=True)
+        return Path(task.output().path).parent, task.checkpoint_dir()
+
+
+def test_killed_training_resumes_to_bit_identical_parameters(tmp_path):
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {MNIST_DIR}: copy ../shared/datasets/mnist/*.gz there")
+    out_dir, ckpt_dir = _task(tmp_path)
+    log = tmp_path / "runs.log"
+
+    # 1. uninterrupted reference run
+    _run(tmp_path, log)
+    reference = json.loads((out_dir / "train.json").read_text())
+    reference_history = json.loads((out_dir / "history.json").read_text())
+    assert reference["resumed_from_epoch"] == 0 and reference["epochs_run"] == 6
+    assert not ckpt_dir.exists()  # checkpoints are removed once the output is in place
+    os.rename(out_dir, tmp_path / "reference")
+
+    # 2. the same command, killed with SIGKILL as soon as the epoch-2 checkpoint exists
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(_command(tmp_path), cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 240
+        try:
+            while not (ckpt_dir / "epoch-0002.pkl").exists():
+                assert proc.poll() is None, "training ended before it could be killed:\n" + log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "no epoch-2 checkpoint within 240 s"
+                time.sleep(0.01)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()
+            proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    assert not out_dir.exists()  # the task died before writing any output
+    killed_at = max(int(p.stem.split("-")[1]) for p in ckpt_dir.glob("epoch-*.pkl"))
+    assert 2 <= killed_at < 6
+
+    # 3. rerun: resumes from the last checkpoint and ends bit-identical
+    _run(tmp_path, log)
+    resumed = json.loads((out_dir / "train.json").read_text())
+    history = json.loads((out_dir / "history.json").read_text())
+    assert resumed["resumed_from_epoch"] == killed_at
+    assert resumed["params_sha256"] == reference["params_sha256"]
+    assert resumed["best_epoch"] == reference["best_epoch"]
+    assert [h["val_loss"] for h in history] == [h["val_loss"] for h in reference_history]
+    assert [h["train_loss"] for h in history] == [h["train_loss"] for h in reference_history]
+    assert resumed["best_val_accuracy"] > 0.9  # and it learned: 2250 real digits, 6 epochs
+    assert f"resumed from the checkpoint of epoch {killed_at}/6" in log.read_text()
+    assert not ckpt_dir.exists()
