@@ -111,3 +111,60 @@ def test_pool_rejects_window_larger_than_input():
 def test_conv_rejects_channel_mismatch():
     with pytest.raises(ValueError, match="does not match weights"):
         K.conv2d_forward(np.zeros((1, 2, 5, 5)), np.zeros((3, 1, 3, 3)), np.zeros(3))
+
+
+# (N, C, H, W, F, kh, kw, pad): odd and non-square sizes, odd conv outputs (pool floor), pad 1-2
+BLOCK_CASES = [
+    (2, 1, 7, 7, 3, 3, 3, 0),
+    (3, 2, 9, 6, 4, 3, 3, 1),
+    (2, 3, 8, 11, 2, 5, 5, 2),
+    (2, 2, 10, 9, 5, 2, 3, 0),
+    (4, 1, 28, 28, 6, 5, 5, 0),
+    (2, 3, 6, 5, 2, 1, 1, 0),
+    (2, 2, 5, 6, 3, 4, 4, 2),
+    (2, 4, 12, 12, 4, 5, 5, 0),
+]
+
+
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("pool", [False, True])
+@pytest.mark.parametrize("case", BLOCK_CASES, ids=lambda c: "N{}C{}H{}W{}F{}k{}x{}p{}".format(*c))
+def test_fused_conv_block_matches_reference_composition(case, relu, pool):
+    N, C, H, W, F, kh, kw, p = case
+    rng = np.random.default_rng(sum(case) + 2 * relu + pool)
+    x = rng.standard_normal((N, C, H, W))
+    Wt = rng.standard_normal((F, C, kh, kw))
+    b = rng.standard_normal(F)
+    conv = K.conv2d_forward_ref(x, Wt, b, 1, p)
+    act = np.maximum(conv, 0) if relu else conv
+    ref = K.maxpool_forward_ref(act, 2, 2) if pool else act
+    ws: dict = {}
+    for _ in range(2):  # the second pass reuses the workspace buffers
+        out, cache = K.conv_block_forward(x, Wt, b, p, relu, pool, ws)
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+        dout = rng.standard_normal(out.shape)
+        dx, dW, db = K.conv_block_backward(dout, cache, True, ws)
+        d = K.maxpool_backward_ref(dout, act, 2, 2) if pool else dout
+        d = d * (conv > 0) if relu else d
+        rdx, rdW, rdb = K.conv2d_backward_ref(d, x, Wt, 1, p)
+        np.testing.assert_allclose(dx, rdx, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(dW, rdW, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(db, rdb, rtol=1e-11, atol=1e-11)
+
+
+def test_fused_block_pool_ties_follow_first_maximum():
+    # an all-zero image makes every conv output equal to the bias: all windows tie
+    rng = np.random.default_rng(4)
+    x = np.zeros((2, 1, 9, 9))
+    x[0, 0, 2:5, 3:7] = 1.0
+    Wt = rng.standard_normal((3, 1, 3, 3))
+    b = np.array([0.5, -0.5, 0.1])
+    conv = K.conv2d_forward_ref(x, Wt, b, 1, 1)
+    act = np.maximum(conv, 0)
+    out, cache = K.conv_block_forward(x, Wt, b, 1, True, True)
+    dout = rng.standard_normal(out.shape)
+    _, dW, db = K.conv_block_backward(dout, cache, False)
+    d = K.maxpool_backward_ref(dout, act, 2, 2) * (conv > 0)
+    _, rdW, rdb = K.conv2d_backward_ref(d, x, Wt, 1, 1)
+    np.testing.assert_allclose(dW, rdW, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db, rdb, rtol=1e-12, atol=1e-12)

@@ -68,6 +68,26 @@ def test_presets_build_roundtrip_json_and_give_logits(name):
     np.testing.assert_array_equal(a.predict(x), logits.argmax(axis=1))
 
 
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_fused_execution_plan_equals_layer_by_layer(name):
+    # the fused conv kernels must compute exactly what the separate layers compute
+    spec = [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in preset_spec(name)]
+    fused = build_model(spec, (1, 28, 28), np.random.default_rng(2), dtype=np.float64)
+    plain = build_model(spec, (1, 28, 28), np.random.default_rng(2), dtype=np.float64, fuse=False)
+    if name in ("simple", "lenet5", "deep"):
+        assert any(type(s).__name__ == "FusedConv" for s in fused.plan)
+    assert all(type(s).__name__ != "FusedConv" for s in plain.plan)
+    rng = np.random.default_rng(0)
+    x, y = rng.random((5, 1, 28, 28)), rng.integers(0, 10, 5)
+    for m in (fused, plain):
+        ce = SoftmaxCrossEntropy()
+        ce.forward(m.forward(x, training=True), y)
+        m.backward(ce.backward())
+    np.testing.assert_allclose(fused.forward(x), plain.forward(x), rtol=1e-12, atol=1e-12)
+    for k, g in plain.gradients().items():
+        np.testing.assert_allclose(fused.gradients()[k], g, rtol=1e-10, atol=1e-12, err_msg=k)
+
+
 def test_known_architectures():
     simple = build_model(preset_spec("simple"))
     # book's SimpleConvNet: 30*1*5*5+30, 30*12*12*100+100, 100*10+10

@@ -104,6 +104,30 @@ class Conv2D(Layer):
         return dx
 
 
+class FusedConv:
+    """An execution step, not a spec layer: a stride-1 Conv2D together with the
+    ReLU and/or 2x2/stride-2 max-pool right after it, run as one kernel
+    (conv.conv_block_*). It shares the conv layer's params and grads, so
+    optimizers and state dicts see no difference. Sequential builds these."""
+
+    def __init__(self, conv: Conv2D, relu: bool, pool: bool) -> None:
+        self.conv, self.relu, self.pool = conv, relu, pool
+        self.params, self.grads = conv.params, conv.grads
+
+    def forward(self, x, training=False):
+        c = self.conv
+        out, self._cache = K.conv_block_forward(x, c.params["W"], c.params["b"], c.pad,
+                                                self.relu, self.pool, c._ws)
+        return out
+
+    def backward(self, dout):
+        c = self.conv
+        dx, dW, db = K.conv_block_backward(dout, self._cache, c.needs_input_grad, c._ws)
+        c.grads["W"][...] = dW
+        c.grads["b"][...] = db
+        return dx
+
+
 class ReLU(Layer):
     """max(x, 0); the gradient passes where the output is positive."""
 

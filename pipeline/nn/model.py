@@ -192,7 +192,7 @@ class Sequential:
     """A stack of layers built from a spec. Images in: (N, C, H, W); logits out: (N, K)."""
 
     def __init__(self, spec: list[dict], input_shape: tuple, rng: np.random.Generator,
-                 dtype=np.float32) -> None:
+                 dtype=np.float32, fuse: bool = True) -> None:
         if not isinstance(spec, list) or not spec:
             raise ValueError("a model spec must be a non-empty list of layer dicts")
         self.spec = copy.deepcopy(spec)
@@ -222,6 +222,43 @@ class Sequential:
         # one with parameters skip computing dx (saves a col2im for the first conv).
         self.needs_input_grad = False
         self._set_input_grad()
+        self.fuse = bool(fuse)
+        self.plan = self._make_plan() if self.fuse else list(self.layers)
+
+    def _make_plan(self) -> list:
+        """The steps forward/backward run: the layers, except that a stride-1 conv
+        followed by ReLU and/or a 2x2/stride-2 max-pool becomes one FusedConv
+        where conv.prefer_block says the fused kernel is faster. Same maths
+        (tests compare fused and unfused models); the layers stay as built, so
+        feature_maps and the per-layer protocol are unaffected."""
+        from pipeline.nn import conv as K
+
+        plan, i, n = [], 0, len(self.layers)
+        in_shape = self.input_shape
+        while i < n:
+            layer = self.layers[i]
+            if self.kinds[i] == "conv" and layer.stride == 1:
+                j, relu, pool = i + 1, False, False
+                while j < n and j <= i + 2:
+                    nxt = self.layers[j]
+                    if self.kinds[j] == "relu" and not relu:
+                        relu = True
+                    elif (self.kinds[j] == "maxpool" and not pool and nxt.size == 2 and nxt.stride == 2):
+                        pool = True
+                    else:
+                        break
+                    j += 1
+                C, H, W = in_shape
+                _, _, kh, kw = layer.params["W"].shape
+                if (relu or pool) and K.prefer_block(C, kh, kw, H, W, layer.pad, pool):
+                    plan.append(L.FusedConv(layer, relu, pool))
+                    in_shape = self.shapes[j - 1]
+                    i = j
+                    continue
+            plan.append(layer)
+            in_shape = self.shapes[i]
+            i += 1
+        return plan
 
     def _set_input_grad(self) -> None:
         need = self.needs_input_grad
@@ -241,16 +278,16 @@ class Sequential:
         x = np.asarray(x, dtype=self.dtype)
         if x.shape[1:] != self.input_shape:
             raise ValueError(f"model expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
-        for layer in self.layers:
-            x = layer.forward(x, training)
+        for step in self.plan:
+            x = step.forward(x, training)
         return x
 
     def backward(self, dlogits: np.ndarray) -> np.ndarray | None:
         """Fill every layer's grads; returns d loss / d input (N, C, H, W), or None
         unless set_needs_input_grad(True) was called."""
         d = dlogits
-        for layer in reversed(self.layers):
-            d = layer.backward(d)
+        for step in reversed(self.plan):
+            d = step.backward(d)
             if d is None:
                 break
         return d
@@ -350,14 +387,16 @@ class Sequential:
 
 
 def build_model(spec: list[dict], input_shape: tuple = (1, 28, 28),
-                rng: np.random.Generator | None = None, dtype=np.float32) -> Sequential:
+                rng: np.random.Generator | None = None, dtype=np.float32,
+                fuse: bool = True) -> Sequential:
     """Build a Sequential from a spec. ``rng`` initialises the weights and then
-    drives Dropout; the same seed gives bit-identical parameters."""
+    drives Dropout; the same seed gives bit-identical parameters. ``fuse=False``
+    runs every layer separately (slower; for checking the fused kernels)."""
     if rng is None:
         rng = np.random.default_rng(0)
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    return Sequential(spec, input_shape, rng, dtype)
+    return Sequential(spec, input_shape, rng, dtype, fuse)
 
 
 def save_model(path: str | os.PathLike, model: Sequential) -> None:
