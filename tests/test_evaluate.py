@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,58 @@ def test_every_figure_is_written_as_a_png(tmp_path):
         assert _is_png(tmp_path / f"{name}.png"), name
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes left no temporary files
     assert math.isfinite(s["ece"])
+
+
+def test_evaluate_task_writes_every_listed_artifact(tmp_path):
+    """EvaluateCNN on a one-epoch model: JSON, figures, tables and predictions agree with each other."""
+    import json
+    import pickle
+
+    import luigi
+    import pandas as pd
+
+    from conftest import MNIST_DIR, storage_at
+    from pipeline import store
+
+    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
+        pytest.skip(f"real MNIST not found at {MNIST_DIR}: copy ../shared/datasets/mnist/*.gz there")
+    from tasks.evaluate import EvaluateCNN
+
+    config = luigi.configuration.get_config()
+    saved = config.get("FetchMNIST", "mirrors", None)
+    config.set("FetchMNIST", "mirrors", json.dumps([str(MNIST_DIR)]))  # offline: the bundled copy only
+    try:
+        with storage_at(tmp_path):
+            task = EvaluateCNN(train_limit=1000, epochs=1, seed=5)
+            assert luigi.build([task], local_scheduler=True, log_level="WARNING")
+            out = Path(task.output().path).parent
+            model_dir = task.input()["model"].path
+    finally:
+        if saved is None:
+            config.remove_option("FetchMNIST", "mirrors")
+        else:
+            config.set("FetchMNIST", "mirrors", saved)
+    summary = store.read_json(out / "evaluation.json")
+    with open(out / "predictions.pkl", "rb") as fh:
+        pred = pickle.load(fh)
+    probs, labels = pred["probabilities"], pred["labels"]
+    assert probs.shape == (10000, 10) and probs.dtype == np.float32
+    assert summary["n_test"] == 10000
+    assert summary["test_accuracy"] == float((probs.argmax(1) == labels).mean())
+    assert summary["ci95"][0] < summary["test_accuracy"] < summary["ci95"][1]
+    assert summary["test_accuracy"] > 0.7  # one epoch on 900 digits, far above chance
+    assert np.array(summary["confusion"]).sum() == 10000
+    train_info = store.read_json(Path(model_dir).parent / "train.json")
+    assert summary["model_params_sha256"] == train_info["params_sha256"]
+    for figure in summary["figures"]:
+        assert _is_png(out / figure["file"]) and figure["title"] and figure["caption"]
+    for table in summary["tables"]:
+        assert isinstance(pd.read_pickle(out / table["file"]), pd.DataFrame)
+    mistakes = pd.read_pickle(out / "confident_mistakes.pkl")
+    assert (mistakes["true"] != mistakes["predicted"]).all()
+    assert (pred["source_index"][mistakes["index"]] == mistakes["source_index"]).all()
+    with open(out / "filters.pkl", "rb") as fh:
+        assert pickle.load(fh)["weights"].shape == (30, 1, 5, 5)  # SimpleConvNet's first layer
+    # the primary file is the newest: everything else was written before it
+    newest = max(p.stat().st_mtime_ns for p in out.iterdir() if p.name != "evaluation.json")
+    assert (out / "evaluation.json").stat().st_mtime_ns >= newest

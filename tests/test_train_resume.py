@@ -19,7 +19,7 @@ import pytest
 
 from conftest import MNIST_DIR, REPO, storage_at
 
-ARGS = {"train-limit": 2500, "epochs": 6, "seed": 11, "preset": "simple", "batch-size": 50,
+ARGS = {"train-limit": 1500, "epochs": 4, "seed": 11, "preset": "simple", "batch-size": 50,
         "learning-rate": 0.002}
 
 
@@ -42,7 +42,7 @@ def _task(root: Path):
     from tasks.train import TrainCNN
 
     with storage_at(root):
-        task = TrainCNN(train_limit=2500, epochs=6, seed=11, preset="simple", batch_size=50,
+        task = TrainCNN(train_limit=1500, epochs=4, seed=11, preset="simple", batch_size=50,
                         learning_rate=0.002, augment=True)
         return Path(task.output().path).parent, task.checkpoint_dir()
 
@@ -57,7 +57,7 @@ def test_killed_training_resumes_to_bit_identical_parameters(tmp_path):
     _run(tmp_path, log)
     reference = json.loads((out_dir / "train.json").read_text())
     reference_history = json.loads((out_dir / "history.json").read_text())
-    assert reference["resumed_from_epoch"] == 0 and reference["epochs_run"] == 6
+    assert reference["resumed_from_epoch"] == 0 and reference["epochs_run"] == 4
     assert not ckpt_dir.exists()  # checkpoints are removed once the output is in place
     os.rename(out_dir, tmp_path / "reference")
 
@@ -77,7 +77,7 @@ def test_killed_training_resumes_to_bit_identical_parameters(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     assert not out_dir.exists()  # the task died before writing any output
     killed_at = max(int(p.stem.split("-")[1]) for p in ckpt_dir.glob("epoch-*.pkl"))
-    assert 2 <= killed_at < 6
+    assert 2 <= killed_at < 4
 
     # 3. rerun: resumes from the last checkpoint and ends bit-identical
     _run(tmp_path, log)
@@ -88,6 +88,6 @@ def test_killed_training_resumes_to_bit_identical_parameters(tmp_path):
     assert resumed["best_epoch"] == reference["best_epoch"]
     assert [h["val_loss"] for h in history] == [h["val_loss"] for h in reference_history]
     assert [h["train_loss"] for h in history] == [h["train_loss"] for h in reference_history]
-    assert resumed["best_val_accuracy"] > 0.9  # and it learned: 2250 real digits, 6 epochs
-    assert f"resumed from the checkpoint of epoch {killed_at}/6" in log.read_text()
+    assert resumed["best_val_accuracy"] > 0.8  # and it learned: 1350 real digits, 4 epochs (chance: 0.1)
+    assert f"resumed from the checkpoint of epoch {killed_at}/4" in log.read_text()
     assert not ckpt_dir.exists()
