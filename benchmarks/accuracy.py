@@ -1,7 +1,8 @@
 """Accuracy and time of a training configuration on a PrepareData pickle.
 
     PYTHONPATH=. python benchmarks/accuracy.py --data data/processed/<slug>/data.pkl --preset simple \
-        --epochs 12 --schedule cosine [--augment] [--spec '[{"type": "conv", ...}]'] [--report-test]
+        --epochs 12 --schedule cosine [--augment] [--spec '[{"type": "conv", ...}]'] [--report-test] \
+        [--checkpoint-dir DIR]
 
 Prints per-epoch validation loss/accuracy and seconds, and the best epoch. Choose
 settings by the validation figures; ``--report-test`` prints the test accuracy of
@@ -27,6 +28,7 @@ def main() -> None:
     parser.add_argument("--spec", default=None, help="a JSON model spec instead of a preset")
     parser.add_argument("--report-test", action="store_true")
     parser.add_argument("--limit", type=int, default=0, help="first N training images only")
+    parser.add_argument("--checkpoint-dir", default=None, help="resume a long benchmark from here after a kill")
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if str(field.type) == "bool":
@@ -44,7 +46,7 @@ def main() -> None:
     print(f"# {args.preset if not args.spec else 'custom'} {config} threads={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}"
           f" cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}", flush=True)
     start = time.perf_counter()
-    result = train(spec, x, y, data["x_val"], data["y_val"], config,
+    result = train(spec, x, y, data["x_val"], data["y_val"], config, checkpoint_dir=args.checkpoint_dir,
                    progress=terminal_progress(every=30.0))
     wall = time.perf_counter() - start
     for h in result.history:
