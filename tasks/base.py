@@ -84,6 +84,12 @@ class PipelineTask(luigi.Task):
         return store.read_json(path) if path.endswith(".json") else store.read_pickle(path)
 
     def progress(self, fraction: float, message: str) -> None:
-        """Report progress to the Luigi scheduler (visible in luigid's web page)."""
+        """Report progress to the Luigi scheduler (visible in luigid's web page).
+
+        Outside a Luigi worker (``task.run()`` from a Python shell) there is no
+        scheduler to tell, and the call does nothing.
+        """
+        if self.set_progress_percentage is None:  # Luigi sets these callbacks only inside a worker
+            return
         self.set_progress_percentage(round(100.0 * fraction, 1))
         self.set_status_message(message)

@@ -81,7 +81,7 @@ class RenderReport(PipelineTask):
             html = report.render_report({
                 "run_id": run_id,
                 "metrics": metrics,
-                "manifest_files": sorted(manifest["files"].items()),
+                "manifest_files": sorted(manifest.items()),
                 "model_summary": summary_txt.read_text() if summary_txt.exists() else "",
                 "history_html": report.history_table(history),
                 "command": report.rerun_command(params),
