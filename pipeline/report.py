@@ -57,7 +57,7 @@ def collect_section(directory: str | os.PathLike, summary: dict[str, Any]) -> di
     for t in summary.get("tables", []):
         frame = pd.read_pickle(directory / t["file"])
         html = frame.to_html(classes="data", float_format=lambda v: f"{v:.4g}", border=0)
-        tables.append({"title": t.get("title", t["file"]), "html": html})
+        tables.append({"title": t.get("title", t["file"]), "html": f'<div class="table-wrap">{html}</div>'})
     return {"figures": figures, "tables": tables}
 
 
@@ -144,7 +144,8 @@ def history_table(history: list[dict[str, Any]]) -> str:
     if not history:
         return "<p>No epochs recorded.</p>"
     frame = pd.DataFrame(history).set_index("epoch")
-    return frame.to_html(classes="data", float_format=lambda v: f"{v:.4g}", border=0)
+    html = frame.to_html(classes="data", float_format=lambda v: f"{v:.4g}", border=0)
+    return f'<div class="table-wrap">{html}</div>'
 
 
 def rerun_command(params: dict[str, Any]) -> str:

@@ -40,6 +40,8 @@ def test_report_renders_offline_with_all_figures(small_run, browser, tmp_path):
     widths = page.evaluate("[...document.images].map(i => i.complete ? i.naturalWidth : -1)")
     assert len(widths) >= 8, "expected exploration, training and evaluation figures"
     assert all(w > 100 for w in widths), widths
+    # Wide tables scroll inside their section instead of widening the page.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
     shown = page.inner_text("#test-accuracy")
     assert shown == f"{100 * metrics['test_accuracy']:.2f}%"
     assert page.inner_text("#run-id") == metrics["run_id"]
