@@ -18,12 +18,26 @@ the same work (lower is better; 1.00 means as fast as PyTorch).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+
+def _threads_from_argv(default: str = "2") -> str:
+    """--threads must reach OpenBLAS before NumPy loads, so read it ahead of argparse."""
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if a.startswith("--threads="):
+            return a.split("=", 1)[1]
+    return default
+
+
+os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run from a checkout without installing the package
@@ -126,7 +140,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--chunk", type=int, default=10, help="steps per alternation between engine and torch")
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    ap.add_argument("--threads", type=int, default=2, help="threads of both sides (OpenBLAS and torch)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
 
@@ -142,7 +156,8 @@ def main(argv=None) -> None:
     opt_t = torch.optim.Adam(net.parameters(), lr=1e-3)
     print(f"preset {args.preset}: {model.num_params():,} parameters; data: {source}; batch {args.batch}, "
           f"Adam(1e-3), {args.steps} timed steps x {args.repeats} repeats after {args.warmup} warm-up steps")
-    print(f"numpy {np.__version__}, torch {torch.__version__} ({torch.get_num_threads()} threads)")
+    print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}), "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads); load average {os.getloadavg()[0]:.2f}")
 
     engine_steps(model, x, y, args.warmup, args.batch, opt_e, ce)
     torch_steps(net, xt, yt, args.warmup, args.batch, opt_t)

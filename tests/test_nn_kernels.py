@@ -43,6 +43,29 @@ def test_conv_forward_and_backward_match_reference(case):
     np.testing.assert_array_equal(dW2, dW)
 
 
+@pytest.mark.parametrize("relu,pool", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("case", CONV_CASES[:6], ids=lambda c: "N{}C{}H{}W{}F{}k{}x{}s{}p{}".format(*c))
+def test_conv_with_fused_relu_and_pool_matches_reference_composition(case, relu, pool):
+    N, C, H, W, F, kh, kw, s, p = case
+    rng = np.random.default_rng(sum(case) + 3 * relu + pool)
+    x = rng.standard_normal((N, C, H, W))
+    Wt = rng.standard_normal((F, C, kh, kw))
+    b = rng.standard_normal(F)
+    conv = K.conv2d_forward_ref(x, Wt, b, s, p)
+    act = np.maximum(conv, 0) if relu else conv
+    ref = K.maxpool_forward_ref(act, 2, 2) if pool else act
+    out, cache = K.conv2d_forward(x, Wt, b, s, p, {}, relu, pool)
+    np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = K.conv2d_backward(dout, cache)
+    d = K.maxpool_backward_ref(dout, act, 2, 2) if pool else dout
+    d = d * (conv > 0) if relu else d
+    rdx, rdW, rdb = K.conv2d_backward_ref(d, x, Wt, s, p)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(dW, rdW, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(db, rdb, rtol=1e-11, atol=1e-11)
+
+
 def test_conv_float32_matches_float64_reference_and_accepts_any_layout():
     rng = np.random.default_rng(7)
     x = rng.standard_normal((5, 3, 13, 12)).astype(np.float32)

@@ -74,8 +74,10 @@ def test_fused_execution_plan_equals_layer_by_layer(name):
     spec = [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in preset_spec(name)]
     fused = build_model(spec, (1, 28, 28), np.random.default_rng(2), dtype=np.float64)
     plain = build_model(spec, (1, 28, 28), np.random.default_rng(2), dtype=np.float64, fuse=False)
-    if name in ("simple", "lenet5", "deep"):
-        assert any(type(s).__name__ == "FusedConv" for s in fused.plan)
+    kinds = [(type(s).__name__, getattr(s, "block", None)) for s in fused.plan]
+    assert ("FusedConv", False) in kinds or name == "simple"  # the im2col GEMM kernel with ReLU/pool
+    if name in ("simple", "lenet5", "deep", "seed-keras"):
+        assert ("FusedConv", True) in kinds  # the full-width block kernel
     assert all(type(s).__name__ != "FusedConv" for s in plain.plan)
     rng = np.random.default_rng(0)
     x, y = rng.random((5, 1, 28, 28)), rng.integers(0, 10, 5)

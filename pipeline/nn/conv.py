@@ -110,12 +110,19 @@ def col2im(dcols: np.ndarray, x_shape: tuple, stride: int = 1, pad: int = 0,
 
 
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0,
-                   ws: dict | None = None) -> tuple[np.ndarray, dict[str, Any]]:
-    """2-D cross-correlation (what deep learning calls convolution).
+                   ws: dict | None = None, relu: bool = False, pool: bool = False
+                   ) -> tuple[np.ndarray, dict[str, Any]]:
+    """2-D cross-correlation (what deep learning calls convolution), optionally
+    followed by ReLU and by a 2x2/stride-2 max-pool (floor mode).
 
     x : (N, C, H, W); W : (F, C, kh, kw); b : (F,).
-    Returns out of shape (N, F, OH, OW) (a view of CNHW memory) and the cache
-    that :func:`conv2d_backward` needs.
+    Returns out of shape (N, F, OH, OW), or (N, F, OH//2, OW//2) with ``pool``
+    (a view of CNHW memory), and the cache that :func:`conv2d_backward` needs.
+
+    With ``pool`` the GEMM output (F, N, OH, OW) is copied once into phase-major
+    order (F, 4, N, OH//2, OW//2), a pass over an array C*kh*kw/F times smaller
+    than the im2col matrix, so the max and its backward run over 4 contiguous
+    blocks. ReLU and the bias are applied after the max (they commute with it).
     """
     F, C, kh, kw = W.shape
     if x.ndim != 4 or x.shape[1] != C:
@@ -124,23 +131,67 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1,
     _, N, H, Wd = xc.shape
     cols = im2col(xc, kh, kw, stride, pad, ws)
     OH, OW = cols.shape[4], cols.shape[5]
-    out = np.matmul(W.reshape(F, -1), cols.reshape(C * kh * kw, -1))  # (F, N*OH*OW)
-    out += b[:, None]
-    cache = {"cols": cols, "W": W, "x_shape": xc.shape, "stride": stride, "pad": pad}
-    return from_cnhw(out.reshape(F, N, OH, OW)), cache
+    Z = np.matmul(W.reshape(F, -1), cols.reshape(C * kh * kw, -1))  # (F, N*OH*OW)
+    cache = {"cols": cols, "W": W, "x_shape": xc.shape, "stride": stride, "pad": pad,
+             "relu": relu, "pool": pool, "OH": OH, "OW": OW}
+    if pool:
+        PH, PW = OH // 2, OW // 2
+        if PH < 1 or PW < 1:
+            raise ValueError(f"maxpool: conv output {OH}x{OW} is smaller than the 2x2 window")
+        Zp = np.empty((F, 2, 2, N, PH, PW), Z.dtype)
+        Zv = Z.reshape(F, N, OH, OW)[:, :, :2 * PH, :2 * PW].reshape(F, N, PH, 2, PW, 2)
+        Zp[...] = Zv.transpose(0, 3, 5, 1, 2, 4)
+        Z4 = Zp.reshape(F, 4, -1)
+        m = np.maximum(Z4[:, 0], Z4[:, 1])
+        np.maximum(m, Z4[:, 2], out=m)
+        np.maximum(m, Z4[:, 3], out=m)
+        out = m + b[:, None]
+        cache.update(Z4=Z4, m=m)
+        shape = (F, N, PH, PW)
+    else:
+        out = Z
+        out += b[:, None]
+        shape = (F, N, OH, OW)
+    if relu:
+        np.maximum(out, 0, out=out)
+    cache["out"] = out
+    return from_cnhw(out.reshape(shape)), cache
 
 
 def conv2d_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = True,
                     ws: dict | None = None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """Gradients of :func:`conv2d_forward`.
 
-    dout : (N, F, OH, OW). Returns (dx (N, C, H, W) or None when ``need_dx`` is
-    False, dW (F, C, kh, kw), db (F,)).
+    dout has the shape of its output. Returns (dx (N, C, H, W) or None when
+    ``need_dx`` is False, dW (F, C, kh, kw), db (F,)). The pool gradient goes to
+    the first maximum in row-major window order (torch's rule).
     """
     W, cols = cache["W"], cache["cols"]
     F = W.shape[0]
-    dc = to_cnhw(dout).reshape(F, -1)  # (F, N*OH*OW)
+    dc = to_cnhw(dout).reshape(F, -1)  # (F, N*PH*PW) or (F, N*OH*OW)
+    if cache["relu"]:
+        dc = dc * (cache["out"] > 0)
     db = dc.sum(axis=1)
+    if cache["pool"]:
+        Z4, m = cache["Z4"], cache["m"]
+        N, OH, OW = cache["x_shape"][1], cache["OH"], cache["OW"]
+        PH, PW = OH // 2, OW // 2
+        dZp = np.empty((F, 2, 2, N, PH, PW), dc.dtype)
+        d4 = dZp.reshape(F, 4, -1)
+        taken = np.empty(m.shape, bool)
+        hit = np.empty(m.shape, bool)
+        for p in range(4):  # first maximum in window order (0,0), (0,1), (1,0), (1,1)
+            np.equal(Z4[:, p], m, out=hit)
+            if p == 0:
+                taken[...] = hit
+            else:
+                hit &= ~taken
+                if p < 3:
+                    taken |= hit
+            np.multiply(dc, hit, out=d4[:, p])
+        full = np.zeros((F, N, OH, OW), dc.dtype) if (OH % 2 or OW % 2) else np.empty((F, N, OH, OW), dc.dtype)
+        full[:, :, :2 * PH, :2 * PW].reshape(F, N, PH, 2, PW, 2)[...] = dZp.transpose(0, 3, 4, 1, 5, 2)
+        dc = full.reshape(F, -1)
     K = cols.shape[0] * cols.shape[1] * cols.shape[2]
     dW = np.matmul(dc, cols.reshape(K, -1).T).reshape(W.shape)
     if not need_dx:

@@ -105,24 +105,32 @@ class Conv2D(Layer):
 
 
 class FusedConv:
-    """An execution step, not a spec layer: a stride-1 Conv2D together with the
-    ReLU and/or 2x2/stride-2 max-pool right after it, run as one kernel
-    (conv.conv_block_*). It shares the conv layer's params and grads, so
-    optimizers and state dicts see no difference. Sequential builds these."""
+    """An execution step, not a spec layer: a Conv2D together with the ReLU
+    and/or 2x2/stride-2 max-pool right after it, run as one kernel. It shares
+    the conv layer's params and grads, so optimizers and state dicts see no
+    difference. Sequential builds these. ``block`` picks the full-width-row
+    kernel (conv.conv_block_*, stride 1 only) over the plain im2col GEMM one."""
 
-    def __init__(self, conv: Conv2D, relu: bool, pool: bool) -> None:
-        self.conv, self.relu, self.pool = conv, relu, pool
+    def __init__(self, conv: Conv2D, relu: bool, pool: bool, block: bool) -> None:
+        if block and conv.stride != 1:
+            raise ValueError("the block kernel needs stride 1")
+        self.conv, self.relu, self.pool, self.block = conv, relu, pool, block
         self.params, self.grads = conv.params, conv.grads
 
     def forward(self, x, training=False):
         c = self.conv
-        out, self._cache = K.conv_block_forward(x, c.params["W"], c.params["b"], c.pad,
-                                                self.relu, self.pool, c._ws)
+        if self.block:
+            out, self._cache = K.conv_block_forward(x, c.params["W"], c.params["b"], c.pad,
+                                                    self.relu, self.pool, c._ws)
+        else:
+            out, self._cache = K.conv2d_forward(x, c.params["W"], c.params["b"], c.stride, c.pad,
+                                                c._ws, self.relu, self.pool)
         return out
 
     def backward(self, dout):
         c = self.conv
-        dx, dW, db = K.conv_block_backward(dout, self._cache, c.needs_input_grad, c._ws)
+        bwd = K.conv_block_backward if self.block else K.conv2d_backward
+        dx, dW, db = bwd(dout, self._cache, c.needs_input_grad, c._ws)
         c.grads["W"][...] = dW
         c.grads["b"][...] = db
         return dx

@@ -226,9 +226,9 @@ class Sequential:
         self.plan = self._make_plan() if self.fuse else list(self.layers)
 
     def _make_plan(self) -> list:
-        """The steps forward/backward run: the layers, except that a stride-1 conv
-        followed by ReLU and/or a 2x2/stride-2 max-pool becomes one FusedConv
-        where conv.prefer_block says the fused kernel is faster. Same maths
+        """The steps forward/backward run: the layers, except that a conv followed
+        by ReLU and/or a 2x2/stride-2 max-pool becomes one FusedConv, using the
+        block kernel where conv.prefer_block says it is faster. Same maths
         (tests compare fused and unfused models); the layers stay as built, so
         feature_maps and the per-layer protocol are unaffected."""
         from pipeline.nn import conv as K
@@ -237,21 +237,22 @@ class Sequential:
         in_shape = self.input_shape
         while i < n:
             layer = self.layers[i]
-            if self.kinds[i] == "conv" and layer.stride == 1:
+            if self.kinds[i] == "conv":
                 j, relu, pool = i + 1, False, False
                 while j < n and j <= i + 2:
                     nxt = self.layers[j]
                     if self.kinds[j] == "relu" and not relu:
                         relu = True
-                    elif (self.kinds[j] == "maxpool" and not pool and nxt.size == 2 and nxt.stride == 2):
+                    elif self.kinds[j] == "maxpool" and not pool and nxt.size == 2 and nxt.stride == 2:
                         pool = True
                     else:
                         break
                     j += 1
-                C, H, W = in_shape
-                _, _, kh, kw = layer.params["W"].shape
-                if (relu or pool) and K.prefer_block(C, kh, kw, H, W, layer.pad, pool):
-                    plan.append(L.FusedConv(layer, relu, pool))
+                if relu or pool:
+                    C, H, W = in_shape
+                    _, _, kh, kw = layer.params["W"].shape
+                    block = layer.stride == 1 and K.prefer_block(C, kh, kw, H, W, layer.pad, pool)
+                    plan.append(L.FusedConv(layer, relu, pool, block))
                     in_shape = self.shapes[j - 1]
                     i = j
                     continue
