@@ -500,16 +500,14 @@ def conv_block_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool =
     return from_cnhw(dx), dW, db
 
 
-def prefer_block(C: int, kh: int, kw: int, H: int, W: int, pad: int, pool: bool) -> bool:
-    """Whether conv_block_* beats conv2d_* + separate ReLU/pool for this stride-1 layer.
+def prefer_block(C: int, kh: int, kw: int, pool: bool) -> bool:
+    """Whether conv_block_* beats conv2d_* (with its fused ReLU/pool) for this stride-1 layer.
 
-    Measured (single thread, batch 100): the block wins 2-3x on layers bound by
-    NumPy loop overhead (few input channels: C*kh*kw <= 32, e.g. any first
-    conv on MNIST), where long contiguous runs and phase-major pooling matter.
-    On GEMM-bound layers (C*kh*kw in the hundreds) its garbage columns (the
-    full-width rows, 7-67% more GEMM work) cost more than the loops it saves.
+    Measured (single thread, batch 100, fused ReLU both sides): the block wins
+    ~3x on a pooled layer with few input channels (C*kh*kw <= 32, e.g. the first
+    conv of `simple`): there the conv output is larger than the im2col matrix,
+    and the block pools it in phase-major order straight out of the GEMM
+    instead of transposing it. Elsewhere its garbage columns (full-width rows:
+    7-67% more GEMM work) cost more than they save.
     """
-    g = _block_geometry((C, 1, H, W), (1, C, kh, kw), pad, pool)
-    work_block = (g["P"] ** 2) * g["R"] * g["W2"]
-    work_plain = (H + 2 * pad - kh + 1) * (W + 2 * pad - kw + 1)
-    return C * kh * kw <= 32 and (pool or work_block <= 1.1 * work_plain)
+    return pool and C * kh * kw <= 32

@@ -234,7 +234,6 @@ class Sequential:
         from pipeline.nn import conv as K
 
         plan, i, n = [], 0, len(self.layers)
-        in_shape = self.input_shape
         while i < n:
             layer = self.layers[i]
             if self.kinds[i] == "conv":
@@ -249,15 +248,12 @@ class Sequential:
                         break
                     j += 1
                 if relu or pool:
-                    C, H, W = in_shape
-                    _, _, kh, kw = layer.params["W"].shape
-                    block = layer.stride == 1 and K.prefer_block(C, kh, kw, H, W, layer.pad, pool)
+                    _, C, kh, kw = layer.params["W"].shape
+                    block = layer.stride == 1 and K.prefer_block(C, kh, kw, pool)
                     plan.append(L.FusedConv(layer, relu, pool, block))
-                    in_shape = self.shapes[j - 1]
                     i = j
                     continue
             plan.append(layer)
-            in_shape = self.shapes[i]
             i += 1
         return plan
 
