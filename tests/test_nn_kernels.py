@@ -85,17 +85,17 @@ def test_conv_float32_matches_float64_reference_and_accepts_any_layout():
 def test_im2col_and_col2im_are_adjoint():
     # <im2col(x), y> == <x, col2im(y)> for every stride/pad: col2im is exactly the transpose
     rng = np.random.default_rng(3)
-    for (C, N, H, W, kh, kw, s, p) in [(2, 3, 9, 8, 3, 3, 2, 1), (1, 2, 7, 7, 5, 5, 1, 2), (3, 1, 6, 9, 2, 4, 3, 0)]:
-        x = rng.standard_normal((C, N, H, W))
+    for (C, H, W, N, kh, kw, s, p) in [(2, 9, 8, 3, 3, 3, 2, 1), (1, 7, 7, 2, 5, 5, 1, 2), (3, 6, 9, 1, 2, 4, 3, 0)]:
+        x = rng.standard_normal((C, H, W, N))  # CHWN memory order
         cols = K.im2col(x, kh, kw, s, p).copy()
         y = rng.standard_normal(cols.shape)
         lhs = float(np.sum(cols * y))
         rhs = float(np.sum(x * K.col2im(y, x.shape, s, p)))
         assert lhs == pytest.approx(rhs, rel=1e-12)
         # and each column entry is the padded pixel it claims to be
-        xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))
-        c, i, j, n, oh, ow = (v - 1 for v in cols.shape)
-        assert cols[c, i, j, n, oh, ow] == xp[c, n, oh * s + i, ow * s + j]
+        xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        for c, i, j, oh, ow, n in [tuple(v - 1 for v in cols.shape), (0, 0, 1, 1, 0, 0)]:
+            assert cols[c, i, j, oh, ow, n] == xp[c, oh * s + i, ow * s + j, n]
 
 
 POOL_CASES = [(2, 3, 8, 8, 2, 2), (2, 2, 7, 9, 2, 2), (1, 3, 9, 9, 3, 3), (2, 2, 7, 8, 3, 2), (3, 1, 6, 5, 2, 1)]

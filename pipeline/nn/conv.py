@@ -1,14 +1,16 @@
 """Convolution and max-pooling kernels: fast im2col/GEMM versions and slow references.
 
 Public kernels take and return arrays with NCHW *semantics*: ``x[n, c, h, w]``.
-Internally the fast kernels keep activations in **CNHW memory order** (channel
-outermost) and hand back ``(N, C, H, W)`` views of that memory. Why: with the
-channel first, im2col becomes ``kh*kw`` copies of whole shifted image planes
-(long contiguous runs), the weights ``(F, C, kh, kw)`` reshape to the GEMM
-operand ``(F, C*kh*kw)`` without a copy, the GEMM result ``(F, N*OH*OW)`` *is*
-the CNHW output (no transpose), and per-channel sums (bias, BatchNorm) run over
-contiguous rows. Any layout is accepted: :func:`to_cnhw` copies only when the
-memory is not already CNHW.
+Internally the im2col kernels keep activations in **CHWN memory order** (batch
+innermost) and hand back ``(N, C, H, W)`` views of that memory. Why: NumPy pays
+per inner loop, and with the batch innermost every shifted window
+``x[c, i:i+OH, j:j+OW, :]`` is a run of OW*N contiguous floats, so im2col and
+col2im are kh*kw long copies/adds (no short rows), the 2x2 pool phases are runs
+of N, the weights ``(F, C, kh, kw)`` reshape to the GEMM operand
+``(F, C*kh*kw)`` without a copy, the GEMM result ``(F, OH*OW*N)`` *is* the CHWN
+output (no transpose), and per-channel sums (bias, BatchNorm) run over
+contiguous rows. Any layout is accepted: :func:`to_chwn` copies only when the
+memory is not already CHWN.
 
 Each fast kernel has a slow, obviously correct reference (``*_ref``, loops
 over output positions) that the tests compare against.
@@ -20,6 +22,16 @@ from typing import Any
 import numpy as np
 
 # ---------------------------------------------------------------- layout helpers
+
+
+def to_chwn(x: np.ndarray) -> np.ndarray:
+    """(N, C, H, W) array of any layout -> C-contiguous (C, H, W, N); no copy if already CHWN in memory."""
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0))
+
+
+def from_chwn(xc: np.ndarray) -> np.ndarray:
+    """(C, H, W, N) array -> its (N, C, H, W) view (no copy)."""
+    return xc.transpose(3, 0, 1, 2)
 
 
 def to_cnhw(x: np.ndarray) -> np.ndarray:
@@ -59,26 +71,26 @@ def _workspace(ws: dict | None, key: str, shape: tuple, dtype, zero: bool = Fals
 
 def im2col(xc: np.ndarray, kh: int, kw: int, stride: int = 1, pad: int = 0,
            ws: dict | None = None) -> np.ndarray:
-    """Unfold a CNHW image batch into convolution columns.
+    """Unfold a CHWN image batch into convolution columns.
 
-    xc : ndarray of shape (C, N, H, W), C-contiguous.
-    Returns cols of shape (C, kh, kw, N, OH, OW) (C-contiguous), where
-    ``cols[c, i, j, n, oh, ow] = xpad[c, n, oh*stride + i, ow*stride + j]``;
-    reshaped to (C*kh*kw, N*OH*OW) it is the right GEMM operand.
+    xc : ndarray of shape (C, H, W, N), C-contiguous.
+    Returns cols of shape (C, kh, kw, OH, OW, N) (C-contiguous), where
+    ``cols[c, i, j, oh, ow, n] = xpad[c, oh*stride + i, ow*stride + j, n]``;
+    reshaped to (C*kh*kw, OH*OW*N) it is the right GEMM operand.
     """
-    C, N, H, W = xc.shape
+    C, H, W, N = xc.shape
     OH = conv_output_size(H, kh, stride, pad)
     OW = conv_output_size(W, kw, stride, pad)
     if pad:
-        xp = _workspace(ws, "xpad", (C, N, H + 2 * pad, W + 2 * pad), xc.dtype, zero=True)
-        xp[:, :, pad:pad + H, pad:pad + W] = xc
+        xp = _workspace(ws, "xpad", (C, H + 2 * pad, W + 2 * pad, N), xc.dtype, zero=True)
+        xp[:, pad:pad + H, pad:pad + W] = xc
     else:
         xp = xc
-    cols = _workspace(ws, "cols", (C, kh, kw, N, OH, OW), xc.dtype)
-    # kh*kw plane copies: each moves (C, N, OH, OW) with OW-long runs.
+    cols = _workspace(ws, "cols", (C, kh, kw, OH, OW, N), xc.dtype)
+    # kh*kw window copies; with stride 1 each is C runs of OW*N floats
     for i in range(kh):
         for j in range(kw):
-            cols[:, i, j] = xp[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride]
+            cols[:, i, j] = xp[:, i:i + stride * OH:stride, j:j + stride * OW:stride]
     return cols
 
 
@@ -86,27 +98,26 @@ def col2im(dcols: np.ndarray, x_shape: tuple, stride: int = 1, pad: int = 0,
            ws: dict | None = None) -> np.ndarray:
     """Adjoint of :func:`im2col`: fold columns back, summing overlaps.
 
-    dcols : ndarray of shape (C, kh, kw, N, OH, OW).
-    x_shape : (C, N, H, W) of the unpadded input.
-    Returns dx of shape (C, N, H, W) (a fresh array).
+    dcols : ndarray of shape (C, kh, kw, OH, OW, N).
+    x_shape : (C, H, W, N) of the unpadded input.
+    Returns dx of shape (C, H, W, N) (a fresh array).
     """
-    C, kh, kw, N, OH, OW = dcols.shape
-    _, _, H, W = x_shape
-    if pad:
-        dxp = _workspace(ws, "dxpad", (C, N, H + 2 * pad, W + 2 * pad), dcols.dtype)
-        dxp.fill(0)
-    else:
-        dxp = np.zeros((C, N, H, W), dcols.dtype)
+    C, kh, kw, OH, OW, N = dcols.shape
+    _, H, W, _ = x_shape
+    dxp = np.zeros((C, H + 2 * pad, W + 2 * pad, N), dcols.dtype)
     # kh*kw vectorised slice-adds replace the book's np.add.at / Python loops.
     for i in range(kh):
         for j in range(kw):
-            dxp[:, :, i:i + stride * OH:stride, j:j + stride * OW:stride] += dcols[:, i, j]
+            dxp[:, i:i + stride * OH:stride, j:j + stride * OW:stride] += dcols[:, i, j]
     if pad:
-        return dxp[:, :, pad:pad + H, pad:pad + W].copy()
+        return dxp[:, pad:pad + H, pad:pad + W].copy()
     return dxp
 
 
 # ---------------------------------------------------------------- convolution
+
+
+_PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # 2x2 window positions in row-major order
 
 
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0,
@@ -117,45 +128,38 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1,
 
     x : (N, C, H, W); W : (F, C, kh, kw); b : (F,).
     Returns out of shape (N, F, OH, OW), or (N, F, OH//2, OW//2) with ``pool``
-    (a view of CNHW memory), and the cache that :func:`conv2d_backward` needs.
-
-    With ``pool`` the GEMM output (F, N, OH, OW) is copied once into phase-major
-    order (F, 4, N, OH//2, OW//2), a pass over an array C*kh*kw/F times smaller
-    than the im2col matrix, so the max and its backward run over 4 contiguous
-    blocks. ReLU and the bias are applied after the max (they commute with it).
+    (a view of CHWN memory), and the cache that :func:`conv2d_backward` needs.
+    ReLU and the bias are applied after the max: they commute with it, and the
+    pooled array is 4x smaller.
     """
     F, C, kh, kw = W.shape
     if x.ndim != 4 or x.shape[1] != C:
         raise ValueError(f"conv2d: input shape {x.shape} does not match weights {W.shape} (need (N, {C}, H, W))")
-    xc = to_cnhw(x)
-    _, N, H, Wd = xc.shape
+    xc = to_chwn(x)
+    N = xc.shape[3]
     cols = im2col(xc, kh, kw, stride, pad, ws)
-    OH, OW = cols.shape[4], cols.shape[5]
-    Z = np.matmul(W.reshape(F, -1), cols.reshape(C * kh * kw, -1))  # (F, N*OH*OW)
+    OH, OW = cols.shape[3], cols.shape[4]
+    Z = np.matmul(W.reshape(F, -1), cols.reshape(C * kh * kw, -1))  # (F, OH*OW*N)
     cache = {"cols": cols, "W": W, "x_shape": xc.shape, "stride": stride, "pad": pad,
              "relu": relu, "pool": pool, "OH": OH, "OW": OW}
     if pool:
         PH, PW = OH // 2, OW // 2
         if PH < 1 or PW < 1:
             raise ValueError(f"maxpool: conv output {OH}x{OW} is smaller than the 2x2 window")
-        Zp = np.empty((F, 2, 2, N, PH, PW), Z.dtype)
-        Zv = Z.reshape(F, N, OH, OW)[:, :, :2 * PH, :2 * PW].reshape(F, N, PH, 2, PW, 2)
-        Zp[...] = Zv.transpose(0, 3, 5, 1, 2, 4)
-        Z4 = Zp.reshape(F, 4, -1)
-        m = np.maximum(Z4[:, 0], Z4[:, 1])
-        np.maximum(m, Z4[:, 2], out=m)
-        np.maximum(m, Z4[:, 3], out=m)
-        out = m + b[:, None]
-        cache.update(Z4=Z4, m=m)
-        shape = (F, N, PH, PW)
+        # (F, PH, 2, PW, 2, N) view of the cropped output: each phase is runs of N
+        Z6 = Z.reshape(F, OH, OW, N)[:, :2 * PH, :2 * PW].reshape(F, PH, 2, PW, 2, N)
+        m = np.maximum(Z6[:, :, 0, :, 0], Z6[:, :, 0, :, 1])
+        np.maximum(m, Z6[:, :, 1, :, 0], out=m)
+        np.maximum(m, Z6[:, :, 1, :, 1], out=m)
+        out = m + b[:, None, None, None]
+        cache.update(Z6=Z6, m=m)
     else:
-        out = Z
-        out += b[:, None]
-        shape = (F, N, OH, OW)
+        out = Z.reshape(F, OH, OW, N)
+        out += b[:, None, None, None]
     if relu:
         np.maximum(out, 0, out=out)
     cache["out"] = out
-    return from_cnhw(out.reshape(shape)), cache
+    return from_chwn(out), cache
 
 
 def conv2d_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = True,
@@ -164,34 +168,35 @@ def conv2d_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = Tru
 
     dout has the shape of its output. Returns (dx (N, C, H, W) or None when
     ``need_dx`` is False, dW (F, C, kh, kw), db (F,)). The pool gradient goes to
-    the first maximum in row-major window order (torch's rule).
+    the first maximum in row-major window order (torch's rule), so ties (flat
+    background regions of MNIST) never duplicate gradient.
     """
     W, cols = cache["W"], cache["cols"]
     F = W.shape[0]
-    dc = to_cnhw(dout).reshape(F, -1)  # (F, N*PH*PW) or (F, N*OH*OW)
+    dc = to_chwn(dout)  # (F, PH, PW, N) or (F, OH, OW, N)
     if cache["relu"]:
         dc = dc * (cache["out"] > 0)
-    db = dc.sum(axis=1)
+    db = dc.reshape(F, -1).sum(axis=1)
     if cache["pool"]:
-        Z4, m = cache["Z4"], cache["m"]
-        N, OH, OW = cache["x_shape"][1], cache["OH"], cache["OW"]
+        Z6, m = cache["Z6"], cache["m"]
+        OH, OW, N = cache["OH"], cache["OW"], cache["x_shape"][3]
         PH, PW = OH // 2, OW // 2
-        dZp = np.empty((F, 2, 2, N, PH, PW), dc.dtype)
-        d4 = dZp.reshape(F, 4, -1)
+        # a cropped last row/column (odd OH or OW) is never written: it stays zero
+        full = _workspace(ws, "dZ", (F, OH, OW, N), dc.dtype, zero=True)
+        d6 = full[:, :2 * PH, :2 * PW].reshape(F, PH, 2, PW, 2, N)
         taken = np.empty(m.shape, bool)
         hit = np.empty(m.shape, bool)
-        for p in range(4):  # first maximum in window order (0,0), (0,1), (1,0), (1,1)
-            np.equal(Z4[:, p], m, out=hit)
+        for p, (pi, pj) in enumerate(_PHASES):
+            np.equal(Z6[:, :, pi, :, pj], m, out=hit)
             if p == 0:
                 taken[...] = hit
             else:
                 hit &= ~taken
                 if p < 3:
                     taken |= hit
-            np.multiply(dc, hit, out=d4[:, p])
-        full = np.zeros((F, N, OH, OW), dc.dtype) if (OH % 2 or OW % 2) else np.empty((F, N, OH, OW), dc.dtype)
-        full[:, :, :2 * PH, :2 * PW].reshape(F, N, PH, 2, PW, 2)[...] = dZp.transpose(0, 3, 4, 1, 5, 2)
-        dc = full.reshape(F, -1)
+            np.multiply(dc, hit, out=d6[:, :, pi, :, pj])
+        dc = full
+    dc = dc.reshape(F, -1)
     K = cols.shape[0] * cols.shape[1] * cols.shape[2]
     dW = np.matmul(dc, cols.reshape(K, -1).T).reshape(W.shape)
     if not need_dx:
@@ -199,7 +204,7 @@ def conv2d_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = Tru
     dcols = _workspace(ws, "dcols", cols.shape, cols.dtype)
     np.matmul(W.reshape(F, -1).T, dc, out=dcols.reshape(K, -1))
     dxc = col2im(dcols, cache["x_shape"], cache["stride"], cache["pad"], ws)
-    return from_cnhw(dxc), dW, db
+    return from_chwn(dxc), dW, db
 
 
 def conv2d_forward_ref(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1,
@@ -251,23 +256,23 @@ def maxpool_forward(x: np.ndarray, size: int = 2, stride: int | None = None
                     ) -> tuple[np.ndarray, dict[str, Any]]:
     """Max pooling with a square window, no padding, floor mode (like torch's default).
 
-    x : (N, C, H, W). Returns out (N, C, OH, OW) (a view of CNHW memory) and a cache.
-    Computed as the elementwise max of the size*size strided sub-grids, which is
-    exact and avoids any window copy.
+    x : (N, C, H, W). Returns out (N, C, OH, OW) (a view of CHWN memory) and a cache.
+    Computed as the elementwise max of the size*size strided sub-grids (runs of
+    N in CHWN memory), which is exact and avoids any window copy.
     """
     stride = size if stride is None else stride
-    xc = to_cnhw(x)
-    C, N, H, W = xc.shape
+    xc = to_chwn(x)
+    C, H, W, N = xc.shape
     OH, OW = conv_output_size(H, size, stride, 0), conv_output_size(W, size, stride, 0)
     if OH < 1 or OW < 1:
         raise ValueError(f"maxpool: input {H}x{W} is smaller than the {size}x{size} window")
     slices = list(_pool_slices(size, stride, OH, OW))
     sh, sw = slices[0]
-    out = xc[:, :, sh, sw].copy()
+    out = xc[:, sh, sw].copy()
     for sh, sw in slices[1:]:
-        np.maximum(out, xc[:, :, sh, sw], out=out)
+        np.maximum(out, xc[:, sh, sw], out=out)
     cache = {"xc": xc, "out": out, "size": size, "stride": stride}
-    return from_cnhw(out), cache
+    return from_chwn(out), cache
 
 
 def maxpool_backward(dout: np.ndarray, cache: dict[str, Any]) -> np.ndarray:
@@ -275,29 +280,28 @@ def maxpool_backward(dout: np.ndarray, cache: dict[str, Any]) -> np.ndarray:
     *first* maximal element in row-major order (torch's tie rule), so ties
     (such as all-zero windows after ReLU) never duplicate gradient.
 
-    dout : (N, C, OH, OW). Returns dx (N, C, H, W) (a view of CNHW memory).
+    dout : (N, C, OH, OW). Returns dx (N, C, H, W) (a view of CHWN memory).
     """
     xc, out, size, stride = cache["xc"], cache["out"], cache["size"], cache["stride"]
-    C, N, OH, OW = out.shape
-    dc = to_cnhw(dout)
+    C, OH, OW, N = out.shape
+    dc = to_chwn(dout)
     overlapping = stride < size
-    covers = (not overlapping and xc.shape[2] == OH * stride and xc.shape[3] == OW * stride
-              and stride == size)
+    covers = stride == size and xc.shape[1] == OH * stride and xc.shape[2] == OW * stride
     dx = np.empty_like(xc) if covers else np.zeros_like(xc)
     taken = np.zeros(out.shape, dtype=bool)
     hit = np.empty(out.shape, dtype=bool)
     slices = list(_pool_slices(size, stride, OH, OW))
     for k, (sh, sw) in enumerate(slices):
-        np.equal(xc[:, :, sh, sw], out, out=hit)
+        np.equal(xc[:, sh, sw], out, out=hit)
         if k:
             hit &= ~taken
         if k < len(slices) - 1:
             taken |= hit
         if overlapping:
-            dx[:, :, sh, sw] += dc * hit
+            dx[:, sh, sw] += dc * hit
         else:
-            np.multiply(dc, hit, out=dx[:, :, sh, sw])
-    return from_cnhw(dx)
+            np.multiply(dc, hit, out=dx[:, sh, sw])
+    return from_chwn(dx)
 
 
 def maxpool_forward_ref(x: np.ndarray, size: int = 2, stride: int | None = None) -> np.ndarray:

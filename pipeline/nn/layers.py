@@ -9,7 +9,8 @@ Protocol (every layer):
   output_shape(input_shape)     per-sample shape, no batch dimension
 
 Images are NCHW. Four-dimensional activations travel as (N, C, H, W) *views* of
-CNHW memory (see conv.py); elementwise layers preserve whatever layout they get.
+CHWN memory (batch innermost, see conv.py); elementwise layers preserve
+whatever layout they get.
 The dtype of a layer is the dtype of its parameters; inputs are not cast here
 (the model casts once at the entrance).
 """
@@ -116,21 +117,22 @@ class FusedConv:
             raise ValueError("the block kernel needs stride 1")
         self.conv, self.relu, self.pool, self.block = conv, relu, pool, block
         self.params, self.grads = conv.params, conv.grads
+        self._ws: dict = {}  # own scratch: a direct conv.forward() (feature maps) must not clobber it
 
     def forward(self, x, training=False):
         c = self.conv
         if self.block:
             out, self._cache = K.conv_block_forward(x, c.params["W"], c.params["b"], c.pad,
-                                                    self.relu, self.pool, c._ws)
+                                                    self.relu, self.pool, self._ws)
         else:
             out, self._cache = K.conv2d_forward(x, c.params["W"], c.params["b"], c.stride, c.pad,
-                                                c._ws, self.relu, self.pool)
+                                                self._ws, self.relu, self.pool)
         return out
 
     def backward(self, dout):
         c = self.conv
         bwd = K.conv_block_backward if self.block else K.conv2d_backward
-        dx, dW, db = bwd(dout, self._cache, c.needs_input_grad, c._ws)
+        dx, dW, db = bwd(dout, self._cache, c.needs_input_grad, self._ws)
         c.grads["W"][...] = dW
         c.grads["b"][...] = db
         return dx
@@ -177,7 +179,11 @@ class Flatten(Layer):
 
     def forward(self, x, training=False):
         self._shape = x.shape
-        return x.reshape(x.shape[0], -1)  # copies only if x is a CNHW view
+        # a CHWN-memory input gives a transposed (N, C*H*W) view, no copy: Dense's
+        # GEMM takes it as a transposed operand
+        if x.ndim == 4 and x.transpose(1, 2, 3, 0).flags.c_contiguous:
+            return x.transpose(1, 2, 3, 0).reshape(-1, x.shape[0]).T
+        return x.reshape(x.shape[0], -1)
 
     def backward(self, dout):
         return dout.reshape(self._shape)
@@ -229,12 +235,12 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        # Draw in memory order (CNHW for images) so the mask multiply streams.
-        xm = K.to_cnhw(x) if x.ndim == 4 else x
+        # Draw in memory order (CHWN for images) so the mask multiply streams.
+        xm = K.to_chwn(x) if x.ndim == 4 else x
         keep = self.rng.random(xm.shape, dtype=np.float32) >= self.rate
         mask = keep.astype(x.dtype)
         mask *= x.dtype.type(1.0 / (1.0 - self.rate))
-        self._mask = K.from_cnhw(mask) if x.ndim == 4 else mask
+        self._mask = K.from_chwn(mask) if x.ndim == 4 else mask
         return x * self._mask
 
     def backward(self, dout):
@@ -266,13 +272,13 @@ class BatchNorm(Layer):
     def _rows(x):
         """Channel-major 2-D view: (C, M) rows, one per channel."""
         if x.ndim == 4:
-            xc = K.to_cnhw(x)
+            xc = K.to_chwn(x)
             return xc.reshape(xc.shape[0], -1), xc.shape
         return x.T, None
 
     @staticmethod
     def _unrows(y, cshape):
-        return K.from_cnhw(y.reshape(cshape)) if cshape is not None else y.T
+        return K.from_chwn(y.reshape(cshape)) if cshape is not None else y.T
 
     def forward(self, x, training=False):
         rows, cshape = self._rows(x)
