@@ -309,9 +309,17 @@ class Sequential:
         """A copy of the first conv layer's weights (F, C, kh, kw)."""
         return self.layers[self.first_conv_index()].params["W"].copy()
 
+    MAX_EVAL_BATCH = 250  # im2col of a mid-network conv costs ~0.6 MB per image
+
     def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
-        """Softmax probabilities (N, K) float32, computed in inference mode in batches."""
-        out = [softmax(self.forward(x[i:i + batch_size], False)) for i in range(0, len(x), batch_size)]
+        """Softmax probabilities (N, K) float32, computed in inference mode in batches
+        of ``batch_size``, but at most MAX_EVAL_BATCH images at a time so memory
+        stays bounded (a 1000-image batch would need ~0.6 GB of im2col scratch
+        for seed-torch's second conv)."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        step = min(batch_size, self.MAX_EVAL_BATCH)
+        out = [softmax(self.forward(x[i:i + step], False)) for i in range(0, len(x), step)]
         if not out:
             return np.zeros((0, self.shapes[-1][0]), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
