@@ -175,8 +175,10 @@ def test_fused_conv_block_matches_reference_composition(case, relu, pool):
         np.testing.assert_allclose(db, rdb, rtol=1e-11, atol=1e-11)
 
 
-def test_fused_block_pool_ties_follow_first_maximum():
-    # an all-zero image makes every conv output equal to the bias: all windows tie
+@pytest.mark.parametrize("kernel", ["block", "gemm"])
+def test_fused_pool_ties_follow_first_maximum(kernel):
+    # flat regions make conv outputs exactly equal to the bias: whole windows tie,
+    # as in MNIST's background; the gradient must go to the first maximum only
     rng = np.random.default_rng(4)
     x = np.zeros((2, 1, 9, 9))
     x[0, 0, 2:5, 3:7] = 1.0
@@ -184,10 +186,16 @@ def test_fused_block_pool_ties_follow_first_maximum():
     b = np.array([0.5, -0.5, 0.1])
     conv = K.conv2d_forward_ref(x, Wt, b, 1, 1)
     act = np.maximum(conv, 0)
-    out, cache = K.conv_block_forward(x, Wt, b, 1, True, True)
-    dout = rng.standard_normal(out.shape)
-    _, dW, db = K.conv_block_backward(dout, cache, False)
+    dout = rng.standard_normal((2, 3, 4, 4))
+    if kernel == "block":
+        out, cache = K.conv_block_forward(x, Wt, b, 1, True, True)
+        dx, dW, db = K.conv_block_backward(dout, cache, True)
+    else:
+        out, cache = K.conv2d_forward(x, Wt, b, 1, 1, None, True, True)
+        dx, dW, db = K.conv2d_backward(dout, cache, True)
+    np.testing.assert_allclose(out, K.maxpool_forward_ref(act, 2, 2), rtol=1e-12, atol=1e-12)
     d = K.maxpool_backward_ref(dout, act, 2, 2) * (conv > 0)
-    _, rdW, rdb = K.conv2d_backward_ref(d, x, Wt, 1, 1)
+    rdx, rdW, rdb = K.conv2d_backward_ref(d, x, Wt, 1, 1)
     np.testing.assert_allclose(dW, rdW, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(db, rdb, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12)
