@@ -244,6 +244,18 @@ def test_feature_maps_and_first_conv_weights():
     assert np.any(m.first_conv_weights() != 0)
 
 
+def test_large_inference_batches_run_in_slices_with_identical_results():
+    m = build_model(preset_spec("lenet5"))
+    x = np.random.default_rng(3).random((m.MAX_EVAL_BATCH + 7, 1, 28, 28), dtype=np.float32)
+    whole = m.forward(x)
+    assert whole.shape == (len(x), 10)
+    parts = np.concatenate([m.forward(x[:100]), m.forward(x[100:])])
+    np.testing.assert_allclose(whole, parts, rtol=1e-5, atol=1e-6)
+    m.forward(x)
+    with pytest.raises(RuntimeError, match="inference forward of more than"):
+        m.backward(np.ones((len(x), 10), np.float32))
+
+
 def test_parameters_and_gradients_share_keys_and_live_arrays():
     m = build_model(preset_spec("lenet5"))
     params, grads = m.parameters(), m.gradients()

@@ -270,11 +270,24 @@ class Sequential:
         self._set_input_grad()
 
     # ---------------------------------------------------------------- compute
+    MAX_EVAL_BATCH = 250  # im2col of a mid-network conv costs ~0.6 MB per image
+
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x (N, C, H, W) -> logits (N, K) in the model dtype."""
+        """x (N, C, H, W) -> logits (N, K) in the model dtype.
+
+        In inference mode a batch larger than MAX_EVAL_BATCH is run in slices of
+        that size, so the im2col scratch stays bounded whatever the caller's
+        batch (1000 images would need ~0.6 GB for seed-torch's second conv)."""
         x = np.asarray(x, dtype=self.dtype)
-        if x.shape[1:] != self.input_shape:
+        if x.ndim != 4 or x.shape[1:] != self.input_shape:
             raise ValueError(f"model expects inputs of shape (N, {', '.join(map(str, self.input_shape))}), got {x.shape}")
+        self._chunked = not training and len(x) > self.MAX_EVAL_BATCH
+        if self._chunked:
+            step = self.MAX_EVAL_BATCH
+            return np.concatenate([self._run(x[i:i + step], False) for i in range(0, len(x), step)])
+        return self._run(x, training)
+
+    def _run(self, x: np.ndarray, training: bool) -> np.ndarray:
         for step in self.plan:
             x = step.forward(x, training)
         return x
@@ -282,6 +295,10 @@ class Sequential:
     def backward(self, dlogits: np.ndarray) -> np.ndarray | None:
         """Fill every layer's grads; returns d loss / d input (N, C, H, W), or None
         unless set_needs_input_grad(True) was called."""
+        if getattr(self, "_chunked", False):
+            raise RuntimeError(f"backward() after an inference forward of more than {self.MAX_EVAL_BATCH} images "
+                               "(run in slices, so no single cache holds them): call forward on fewer images "
+                               "or with training=True")
         d = dlogits
         for step in reversed(self.plan):
             d = step.backward(d)
@@ -309,17 +326,12 @@ class Sequential:
         """A copy of the first conv layer's weights (F, C, kh, kw)."""
         return self.layers[self.first_conv_index()].params["W"].copy()
 
-    MAX_EVAL_BATCH = 250  # im2col of a mid-network conv costs ~0.6 MB per image
-
     def predict_proba(self, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
         """Softmax probabilities (N, K) float32, computed in inference mode in batches
-        of ``batch_size``, but at most MAX_EVAL_BATCH images at a time so memory
-        stays bounded (a 1000-image batch would need ~0.6 GB of im2col scratch
-        for seed-torch's second conv)."""
+        (each at most MAX_EVAL_BATCH images inside forward)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        step = min(batch_size, self.MAX_EVAL_BATCH)
-        out = [softmax(self.forward(x[i:i + step], False)) for i in range(0, len(x), step)]
+        out = [softmax(self.forward(x[i:i + batch_size], False)) for i in range(0, len(x), batch_size)]
         if not out:
             return np.zeros((0, self.shapes[-1][0]), np.float32)
         return np.concatenate(out).astype(np.float32, copy=False)
