@@ -32,13 +32,15 @@ class TrainCNN(PipelineTask):
     preset = luigi.Parameter(default="simple", description="model architecture: a name from pipeline.nn.model.PRESETS")
     epochs = luigi.IntParameter(default=12, description="maximum number of epochs")
     batch_size = luigi.IntParameter(default=100)
-    learning_rate = luigi.FloatParameter(default=1e-3, description="initial learning rate")
+    learning_rate = luigi.FloatParameter(default=2e-3, description="initial learning rate")
     optimizer = luigi.ChoiceParameter(choices=["adam", "sgd"], default="adam",
                                       description="adam, or sgd with Nesterov momentum 0.9")
     weight_decay = luigi.FloatParameter(default=0.0, description="L2 penalty added to the gradients")
     schedule = luigi.ChoiceParameter(choices=["constant", "step", "cosine"], default="cosine",
                                      description="learning rate per epoch")
-    augment = luigi.BoolParameter(default=False, description="random shifts (±2 px) and rotations (±10°) of training images")
+    augment = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                  description="random shifts (±2 px) and rotations (±10°) of training images; "
+                                              "--augment false to turn off")
     patience = luigi.IntParameter(default=0, description="stop after this many epochs without a better validation "
                                                          "score; 0 = run all epochs")
 

@@ -26,7 +26,7 @@ ARGS = {"train-limit": 1500, "epochs": 4, "seed": 11, "preset": "simple", "batch
 def _command(root: Path) -> list[str]:
     cmd = [sys.executable, "-m", "luigi", "--module", "tasks.train", "TrainCNN", "--local-scheduler",
            "--storage-data-dir", str(root / "data"), "--storage-report-dir", str(root / "reports"),
-           "--FetchMNIST-mirrors", json.dumps([str(MNIST_DIR)]), "--augment"]
+           "--FetchMNIST-mirrors", json.dumps([str(MNIST_DIR)]), "--augment", "true"]
     for key, value in ARGS.items():
         cmd += [f"--{key}", str(value)]
     return cmd
