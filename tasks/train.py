@@ -29,7 +29,7 @@ class TrainCNN(PipelineTask):
     stage = "models"
     primary = "model.pkl"
 
-    preset = luigi.Parameter(default="simple", description="model architecture: a name from pipeline.nn.model.PRESETS")
+    preset = luigi.Parameter(default="twoconv", description="model architecture: a name from pipeline.nn.model.PRESETS")
     epochs = luigi.IntParameter(default=12, description="maximum number of epochs")
     batch_size = luigi.IntParameter(default=100)
     learning_rate = luigi.FloatParameter(default=2e-3, description="initial learning rate")
