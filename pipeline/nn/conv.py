@@ -117,6 +117,16 @@ def col2im(dcols: np.ndarray, x_shape: tuple, stride: int = 1, pad: int = 0,
 # ---------------------------------------------------------------- convolution
 
 
+def _weight_grad(dz: np.ndarray, cols: np.ndarray, shape: tuple) -> np.ndarray:
+    """dW = dz @ cols.T, for dz (F, P) and cols (K, P); returns shape (F, C, kh, kw).
+
+    Computed as (cols @ dz.T).T: OpenBLAS runs this long-reduction GEMM about
+    15-50% faster with the big operand on the left (measured on 2 cores for the
+    conv layers of simple and seed-torch); the (K, F) result is tiny to transpose.
+    """
+    return np.ascontiguousarray(np.matmul(cols, dz.T).T).reshape(shape)
+
+
 _PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # 2x2 window positions in row-major order
 
 
@@ -198,7 +208,7 @@ def conv2d_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = Tru
         dc = full
     dc = dc.reshape(F, -1)
     K = cols.shape[0] * cols.shape[1] * cols.shape[2]
-    dW = np.matmul(dc, cols.reshape(K, -1).T).reshape(W.shape)
+    dW = _weight_grad(dc, cols.reshape(K, -1), W.shape)
     if not need_dx:
         return None, dW, db
     dcols = _workspace(ws, "dcols", cols.shape, cols.dtype)
@@ -482,7 +492,7 @@ def conv_block_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool =
         dZ = gfull
     K = C * kh * kw
     dZ2 = dZ.reshape(F, -1)
-    dW = np.matmul(dZ2, cols.reshape(K, -1).T).reshape(W.shape)
+    dW = _weight_grad(dZ2, cols.reshape(K, -1), W.shape)
     if not need_dx:
         return None, dW, db
     dcols = _workspace(ws, "dcols", cols.shape, dt)
