@@ -6,7 +6,6 @@ import json
 import logging
 from pathlib import Path
 
-import luigi
 from luigi.util import inherits
 
 from tasks.base import PipelineTask

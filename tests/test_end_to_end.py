@@ -12,7 +12,6 @@ from pathlib import Path
 
 import luigi
 import numpy as np
-import pytest
 
 from conftest import storage_at
 from pipeline import store

@@ -130,6 +130,29 @@ def _weight_grad(dz: np.ndarray, cols: np.ndarray, shape: tuple) -> np.ndarray:
 _PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # 2x2 window positions in row-major order
 
 
+def route_to_first_max(windows: list[np.ndarray], m: np.ndarray, grad: np.ndarray,
+                       outs: list[np.ndarray]) -> None:
+    """Max-pool backward over the window positions of a pool.
+
+    windows : the pool's input at each window position, in row-major window order,
+    each of the shape of ``m`` (the pooled maximum) and ``grad`` (its gradient).
+    Writes ``grad`` into ``outs[p]`` where position p holds the *first* maximum and
+    0 elsewhere (torch's rule), so ties on flat background never duplicate gradient.
+    """
+    taken = np.empty(m.shape, bool)
+    hit = np.empty(m.shape, bool)
+    last = len(windows) - 1
+    for p, (window, out) in enumerate(zip(windows, outs)):
+        np.equal(window, m, out=hit)
+        if p == 0:
+            taken[...] = hit
+        else:
+            hit &= ~taken
+            if p < last:
+                taken |= hit
+        np.multiply(grad, hit, out=out)
+
+
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0,
                    ws: dict | None = None, relu: bool = False, pool: bool = False
                    ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -194,17 +217,8 @@ def conv2d_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = Tru
         # a cropped last row/column (odd OH or OW) is never written: it stays zero
         full = _workspace(ws, "dZ", (F, OH, OW, N), dc.dtype, zero=True)
         d6 = full[:, :2 * PH, :2 * PW].reshape(F, PH, 2, PW, 2, N)
-        taken = np.empty(m.shape, bool)
-        hit = np.empty(m.shape, bool)
-        for p, (pi, pj) in enumerate(_PHASES):
-            np.equal(Z6[:, :, pi, :, pj], m, out=hit)
-            if p == 0:
-                taken[...] = hit
-            else:
-                hit &= ~taken
-                if p < 3:
-                    taken |= hit
-            np.multiply(dc, hit, out=d6[:, :, pi, :, pj])
+        route_to_first_max([Z6[:, :, pi, :, pj] for pi, pj in _PHASES], m, dc,
+                           [d6[:, :, pi, :, pj] for pi, pj in _PHASES])
         dc = full
     dc = dc.reshape(F, -1)
     K = cols.shape[0] * cols.shape[1] * cols.shape[2]
@@ -389,6 +403,24 @@ def _block_geometry(x_shape, W_shape, pad, pool):
                 H2=H2, W2=W2, R=R, V=V, plane=plane, tail=tail)
 
 
+def _phase_pairs(xph: np.ndarray, dense: np.ndarray, g: dict):
+    """Yield (phase-plane view, dense view) pairs that cover the unpadded input once.
+
+    xph : (C, P, P, plane + tail) phase planes; dense : (C, N, H, W).
+    Padded row P*r + a of the input lives in plane row r of phase a, and holds
+    input row P*r + a - pad (likewise for columns), so each pair is one strided copy.
+    """
+    P, pad, H2, W2 = g["P"], g["pad"], g["H2"], g["W2"]
+    C, N = dense.shape[:2]
+    for a in range(P):
+        for bb in range(P):
+            plane = xph[:, a, bb, :g["plane"]].reshape(C, N, H2, W2)
+            r0 = max(0, -(-(pad - a) // P))
+            q0 = max(0, -(-(pad - bb) // P))
+            view = dense[:, :, P * r0 + a - pad::P, P * q0 + bb - pad::P]
+            yield plane[:, :, r0:r0 + view.shape[2], q0:q0 + view.shape[3]], view
+
+
 def _phase_slices(g):
     """(i, j, pi, pj, a, b, flat offset) for every kernel offset and pool phase."""
     P, W2 = g["P"], g["W2"]
@@ -420,18 +452,12 @@ def conv_block_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, pad: int = 0
         raise ValueError(f"conv2d: input shape {x.shape} does not match weights {W.shape} (need (N, {C}, H, W))")
     xc = to_cnhw(x)
     g = _block_geometry(xc.shape, W.shape, pad, pool)
-    P, N, H2, W2, R, V = g["P"], g["N"], g["H2"], g["W2"], g["R"], g["V"]
+    P, N, W2, R, V = g["P"], g["N"], g["W2"], g["R"], g["V"]
     dt = xc.dtype
     # phase planes (C, P, P, plane + tail); regions never written stay zero (padding, slack)
     xph = _workspace(ws, "xph", (C, P, P, g["plane"] + g["tail"]), dt, zero=True)
-    for a in range(P):
-        for bb in range(P):
-            dst = xph[:, a, bb, :g["plane"]].reshape(C, N, H2, W2)
-            # padded row P*r + a holds input row P*r + a - pad
-            r0 = max(0, -(-(pad - a) // P))
-            q0 = max(0, -(-(pad - bb) // P))
-            src = xc[:, :, P * r0 + a - pad::P, P * q0 + bb - pad::P]
-            dst[:, :, r0:r0 + src.shape[2], q0:q0 + src.shape[3]] = src
+    for plane, dense in _phase_pairs(xph, xc, g):
+        plane[...] = dense
     cols = _workspace(ws, "cols", (C, kh, kw, P, P, N, R * W2), dt)
     for i, j, pi, pj, a, bb, off in _phase_slices(g):
         cols[:, i, j, pi, pj] = _window(xph[:, a, bb], g, off)
@@ -477,17 +503,8 @@ def conv_block_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool =
     if cache["pool"]:
         dZ = _workspace(ws, "dZ", (F, 4, gf.shape[1]), dt)
         Z4, mf = Z.reshape(F, 4, -1), m.reshape(F, -1)
-        taken = np.empty(gf.shape, dtype=bool)
-        hit = np.empty(gf.shape, dtype=bool)
-        for p in range(4):  # first maximum in window order (0,0), (0,1), (1,0), (1,1)
-            np.equal(Z4[:, p], mf, out=hit)
-            if p == 0:
-                taken[...] = hit
-            else:
-                hit &= ~taken
-                if p < 3:
-                    taken |= hit
-            np.multiply(gf, hit, out=dZ[:, p])
+        # phases are in window order (0,0), (0,1), (1,0), (1,1)
+        route_to_first_max([Z4[:, p] for p in range(4)], mf, gf, [dZ[:, p] for p in range(4)])
     else:
         dZ = gfull
     K = C * kh * kw
@@ -502,15 +519,9 @@ def conv_block_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool =
     for i, j, pi, pj, a, bb, off in _phase_slices(g):
         _window(dxph[:, a, bb], g, off)[...] += dcols[:, i, j, pi, pj]
     # gather phase planes back to (C, N, H, W), dropping the padding
-    H, Wd, pad, H2 = g["H"], g["W"], g["pad"], g["H2"]
-    dx = np.empty((C, N, H, Wd), dt)
-    for a in range(P):
-        for bb in range(P):
-            src = dxph[:, a, bb, :g["plane"]].reshape(C, N, H2, W2)
-            r0 = max(0, -(-(pad - a) // P))
-            q0 = max(0, -(-(pad - bb) // P))
-            dst = dx[:, :, P * r0 + a - pad::P, P * q0 + bb - pad::P]
-            dst[...] = src[:, :, r0:r0 + dst.shape[2], q0:q0 + dst.shape[3]]
+    dx = np.empty((C, N, g["H"], g["W"]), dt)
+    for plane, dense in _phase_pairs(dxph, dx, g):
+        dense[...] = plane
     return from_cnhw(dx), dW, db
 
 
