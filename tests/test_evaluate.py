@@ -180,7 +180,8 @@ def test_evaluate_task_writes_every_listed_artifact(tmp_path):
     config.set("FetchMNIST", "mirrors", json.dumps([str(MNIST_DIR)]))  # offline: the bundled copy only
     try:
         with storage_at(tmp_path):
-            task = EvaluateCNN(train_limit=1000, epochs=1, seed=5, augment=False, learning_rate=1e-3)
+            task = EvaluateCNN(train_limit=1000, epochs=1, seed=5, preset="simple", augment=False,
+                               learning_rate=1e-3)
             assert luigi.build([task], local_scheduler=True, log_level="WARNING")
             out = Path(task.output().path).parent
             model_dir = task.input()["model"].path
