@@ -79,6 +79,12 @@ def test_two_workers_share_one_pipeline_through_luigid(luigid, tmp_path):
     assert {"FetchMNIST", "CleanData", "PrepareData", "ExploreData", "TrainCNN",
             "EvaluateCNN", "RenderReport", "RunPipeline"} <= families
     assert _scheduler_tasks(luigid, "FAILED") == {}
+    # Progress reached the scheduler (what luigid's web page shows while a task runs).
+    by_name = {t["name"]: t for t in done.values()}
+    for name in ("FetchMNIST", "CleanData", "ExploreData", "TrainCNN", "EvaluateCNN"):
+        assert by_name[name]["progress_percentage"] == 100, name
+    assert by_name["TrainCNN"]["status_message"].startswith("epoch 1/1 done: loss")
+    assert by_name["FetchMNIST"]["status_message"].startswith("verified: ")
 
     # The scheduler hands each task to one worker: no task ran in both processes.
     first, second = (_ran_here(o) for o in outputs)
