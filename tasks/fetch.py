@@ -60,6 +60,8 @@ class FetchMNIST(luigi.Task):
         def on_progress(name: str, done: int, total: int | None, rate: float) -> None:
             from pipeline.http import format_progress
 
+            if self.set_progress_percentage is None:  # run() called outside a Luigi worker
+                return
             if total:
                 self.set_progress_percentage(round(100.0 * (position[name] + done / total) / len(FILES), 1))
             self.set_status_message(f"file {position[name] + 1}/{len(FILES)}: {format_progress(name, done, total, rate)}")
@@ -68,6 +70,8 @@ class FetchMNIST(luigi.Task):
         manifest = acquire.fetch_all(out.parent, list(self.mirrors), options, previous=previous,
                                      on_progress=on_progress)
         store.write_json(out, manifest)  # last: the manifest marks completion
+        if self.set_progress_percentage is None:
+            return
         self.set_progress_percentage(100)
         self.set_status_message("verified: " + ", ".join(f"{n} from {r['mirror']}" for n, r in manifest.items()))
 
