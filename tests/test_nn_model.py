@@ -199,6 +199,23 @@ def test_training_reduces_loss_on_a_learnable_task():
     assert (m.predict(x) == y).mean() > 0.9
 
 
+def test_assigning_model_rng_drives_dropout():
+    spec = [{"type": "flatten"}, {"type": "dropout", "rate": 0.5}, {"type": "dense", "units": 10}]
+    x = np.ones((8, 1, 4, 4), np.float32)
+    a = build_model(spec, input_shape=(1, 4, 4), rng=np.random.default_rng(0))
+    b = build_model(spec, input_shape=(1, 4, 4), rng=np.random.default_rng(0))
+    a.rng, b.rng = np.random.default_rng(7), np.random.default_rng(7)
+    assert np.array_equal(a.forward(x, training=True), b.forward(x, training=True))
+    b.rng = np.random.default_rng(8)
+    assert not np.array_equal(a.forward(x, training=True), b.forward(x, training=True))
+    # the draws came from the assigned Generator, not the one the model was built with
+    c = build_model(spec, input_shape=(1, 4, 4), rng=np.random.default_rng(0))
+    c.rng = np.random.default_rng(7)
+    state = c.rng.bit_generator.state
+    c.forward(x, training=True)
+    assert c.rng.bit_generator.state != state
+
+
 def test_state_dict_roundtrip_and_save_load(tmp_path):
     m = build_model(preset_spec("seed-keras"), (1, 28, 28), np.random.default_rng(0))
     train_steps(m, 2, batch=4)  # moves BatchNorm running stats away from their defaults

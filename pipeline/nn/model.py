@@ -226,7 +226,7 @@ class Sequential:
             raise ValueError("a model spec must be a non-empty list of layer dicts")
         self.spec = copy.deepcopy(spec)
         self.input_shape = tuple(int(v) for v in input_shape)
-        self.rng = rng
+        self._rng = rng
         self.dtype = np.dtype(dtype)
         self.layers: list[L.Layer] = []
         self.kinds: list[str] = []
@@ -253,6 +253,20 @@ class Sequential:
         self._set_input_grad()
         self.fuse = bool(fuse)
         self.plan = self._make_plan() if self.fuse else list(self.layers)
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The Generator behind the random layers (Dropout); checkpoint its ``bit_generator.state``."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, rng: np.random.Generator) -> None:
+        # Layers hold the Generator they were built with: hand the new one to each, so
+        # assigning model.rng really changes where dropout masks come from.
+        self._rng = rng
+        for layer in self.layers:
+            if hasattr(layer, "rng"):
+                layer.rng = rng
 
     def _make_plan(self) -> list:
         """The steps forward/backward run: the layers, except that a conv followed

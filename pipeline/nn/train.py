@@ -105,15 +105,6 @@ def seed_streams(seed: int) -> dict[str, np.random.Generator]:
     return {name: np.random.Generator(np.random.PCG64(child)) for name, child in zip(STREAMS, children)}
 
 
-def use_dropout_rng(model, rng: np.random.Generator) -> None:
-    """Make ``rng`` the Generator behind every random layer (Dropout), so its state is
-    one thing to checkpoint; build_model hands layers the init Generator otherwise."""
-    model.rng = rng
-    for layer in model.layers:
-        if hasattr(layer, "rng"):
-            layer.rng = rng
-
-
 def make_optimizer(config: TrainConfig):
     if config.optimizer == "adam":
         return Adam(lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -226,7 +217,7 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     _check_data(x_train, y_train, x_val, y_val)
     rngs = seed_streams(config.seed)
     model = build_model(spec, input_shape=tuple(x_train.shape[1:]), rng=rngs["init"])
-    use_dropout_rng(model, rngs["dropout"])
+    model.rng = rngs["dropout"]  # dropout draws from its own stream, so its state is one thing to checkpoint
     optimizer = make_optimizer(config)
     # make_schedule's cosine reaches min_lr (0) at its last epoch; one epoch more in its
     # horizon keeps our last epoch learning (at a small rate) instead of wasting it at lr 0.
