@@ -39,11 +39,14 @@ class PipelineTask(luigi.Task):
     stage: str = ""
     primary: str = ""
 
+    def params_digest(self) -> str:
+        """Hex sha256 of the significant parameters: equal for equal settings, whatever their order."""
+        params = self.to_str_params(only_significant=True)
+        return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
     def slug(self) -> str:
         """A short, stable name for this parameter set: readable prefix plus a hash."""
-        params = self.to_str_params(only_significant=True)
-        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:10]
-        return f"{self.slug_prefix()}{digest}"
+        return f"{self.slug_prefix()}{self.params_digest()[:10]}"
 
     def slug_prefix(self) -> str:
         return ""

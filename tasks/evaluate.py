@@ -26,8 +26,7 @@ class EvaluateCNN(PipelineTask):
     stage = "eval"
     primary = "evaluation.json"
 
-    def slug_prefix(self) -> str:
-        return f"{self.preset}-e{self.epochs}-s{self.seed}-"
+    slug_prefix = TrainCNN.slug_prefix  # named like the model it scores
 
     def requires(self):
         return {"model": self.clone(TrainCNN), "data": self.clone(PrepareData)}

@@ -1,8 +1,6 @@
 """RenderReport: one self-contained HTML page per run, plus the index of all runs."""
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -27,10 +25,8 @@ class RenderReport(PipelineTask):
 
     def run_id(self) -> str:
         """Readable and reproducible: the same parameters give the same run id."""
-        params = self.to_str_params(only_significant=True)
-        digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:8]
         limit = f"-n{self.train_limit}" if self.train_limit else ""
-        return f"{self.preset}-e{self.epochs}-s{self.seed}{limit}-{digest}"
+        return f"{self.preset}-e{self.epochs}-s{self.seed}{limit}-{self.params_digest()[:8]}"
 
     def output_dir(self) -> Path:
         return report_path(self.run_id())
@@ -53,21 +49,19 @@ class RenderReport(PipelineTask):
         train_info = store.read_json(inputs["train"] / "train.json")
         history = store.read_json(inputs["train"] / "history.json")
         evaluation = store.read_json(self.input()["evaluate"].path)
-        params = dict(self.to_str_params(only_significant=True))
-        for key, value in self.param_kwargs.items():
-            if key in params:
-                params[key] = value  # keep numbers as numbers in metrics.json
+        significant = self.to_str_params(only_significant=True)
+        # the typed values, so numbers stay numbers in metrics.json
+        params = {key: value for key, value in self.param_kwargs.items() if key in significant}
 
         run_id = self.run_id()
         with store.staged_dir(self.output_dir()) as tmp:
             sections = {}
-            for key, summary_file in [("cleaning", ("clean", "clean_report.json")),
-                                      ("exploration", ("explore", "explore.json")),
-                                      ("evaluation", ("evaluate", "evaluation.json"))]:
-                directory = inputs[summary_file[0]]
-                summary = store.read_json(directory / summary_file[1])
-                sections[key] = {**report.collect_section(directory, summary),
-                                 "headline": report.headline(summary)}
+            for section, stage, summary_file in [("cleaning", "clean", "clean_report.json"),
+                                                 ("exploration", "explore", "explore.json"),
+                                                 ("evaluation", "evaluate", "evaluation.json")]:
+                summary = evaluation if stage == "evaluate" else store.read_json(inputs[stage] / summary_file)
+                sections[section] = {**report.collect_section(inputs[stage], summary),
+                                     "headline": report.headline(summary)}
             learning_curves(history, tmp / "learning_curves.png")
             sections["training"] = {
                 **report.collect_section(tmp, {"figures": [{
