@@ -20,12 +20,11 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: str | os.PathLike, dpi: int = 100) -> None:
-    from pipeline.store import atomic_path
+def _save(fig, path: str | os.PathLike) -> None:
+    from pipeline.figures import save_png
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    _pyplot().close(fig)
+    save_png(fig, path)
+    _pyplot().close(fig)  # pyplot keeps every figure it made until closed
 
 
 def _grid(n: int, max_cols: int) -> tuple[int, int]:

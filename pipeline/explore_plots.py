@@ -1,9 +1,7 @@
 """PNG figures of the exploration, drawn with matplotlib's Agg renderer.
 
 Each function draws one figure from already computed statistics and writes it
-to ``path``. Figures are built as ``matplotlib.figure.Figure`` objects, never
-through pyplot, so no global figure state or GUI backend is involved and
-nothing leaks between calls.
+to ``path`` (see :mod:`pipeline.figures`: no pyplot, PNG written atomically).
 """
 from __future__ import annotations
 
@@ -11,30 +9,19 @@ import os
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-DPI = 100
+from pipeline.figures import new_figure, save_png
+
 DIGIT_COLORS = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
     "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
 ]
 
 
-def _figure(width: float, height: float) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-    FigureCanvasAgg(fig)  # attach the Agg canvas explicitly: no backend lookup
-    return fig
-
-
-def _save(fig: Figure, path: str | os.PathLike) -> None:
-    fig.savefig(path, format="png", dpi=DPI)
-
-
 def plot_class_distribution(distribution: pd.DataFrame, path: str | os.PathLike) -> None:
     """Grouped bars of each digit's share in every split (columns "<split>_share")."""
     splits = [c[: -len("_share")] for c in distribution.columns if c.endswith("_share")]
-    fig = _figure(8, 3.6)
+    fig = new_figure(8, 3.6)
     ax = fig.add_subplot()
     digits = distribution.index.to_numpy()
     width = 0.8 / max(len(splits), 1)
@@ -49,7 +36,7 @@ def plot_class_distribution(distribution: pd.DataFrame, path: str | os.PathLike)
     ax.set_title("Class distribution per split (dashed: perfectly balanced)")
     ax.set_ylim(0, 14)
     ax.legend(loc="upper center", fontsize=8, ncols=len(splits), frameon=False)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_class_images(mean: np.ndarray, std: np.ndarray, path: str | os.PathLike) -> None:
@@ -58,7 +45,7 @@ def plot_class_images(mean: np.ndarray, std: np.ndarray, path: str | os.PathLike
     mean, std : (10, H, W) on the [0, 1] scale.
     """
     n = len(mean)
-    fig = _figure(1.1 * n, 2.6)
+    fig = new_figure(1.1 * n, 2.6)
     for c in range(n):
         for row, (stack, name, vmax) in enumerate(((mean, "mean", 1.0), (std, "std", 0.5))):
             ax = fig.add_subplot(2, n, row * n + c + 1)
@@ -69,14 +56,14 @@ def plot_class_images(mean: np.ndarray, std: np.ndarray, path: str | os.PathLike
                 ax.set_title(str(c))
             if c == 0:
                 ax.set_ylabel(name)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_pixel_histogram(histogram: pd.DataFrame, path: str | os.PathLike) -> None:
     """Pixel-intensity histogram: all values on a log scale, and the non-zero values on a linear one."""
     values = histogram.index.to_numpy()
     counts = histogram["count"].to_numpy()
-    fig = _figure(9, 3.4)
+    fig = new_figure(9, 3.4)
     ax1, ax2 = fig.subplots(1, 2)
     # One stairs artist instead of 256 bar patches: same picture, ~20x faster to lay out and draw.
     ax1.stairs(counts, np.append(values, values[-1] + 1) - 0.5, fill=True, color="#444")
@@ -87,7 +74,7 @@ def plot_pixel_histogram(histogram: pd.DataFrame, path: str | os.PathLike) -> No
     ax2.stairs(counts[1:], np.append(values[1:], values[-1] + 1) - 0.5, fill=True, color="#1f77b4")
     ax2.set_title("Non-zero pixels (linear scale)")
     ax2.set_xlabel("intensity (1-255)")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_features_by_class(features: pd.DataFrame, labels: np.ndarray, path: str | os.PathLike) -> None:
@@ -101,7 +88,7 @@ def plot_features_by_class(features: pd.DataFrame, labels: np.ndarray, path: str
     panels = [("ink_mass", "ink mass (full-ink pixels)"), ("bbox_width", "bbox width (px)"),
               ("bbox_aspect", "bbox aspect (width / height)"), ("slant_deg", "slant (degrees, + = leans right)")]
     labels = np.asarray(labels)
-    fig = _figure(10, 6)
+    fig = new_figure(10, 6)
     axes = fig.subplots(2, 2).ravel()
     for ax, (col, title) in zip(axes, panels):
         values = features[col].to_numpy()
@@ -110,14 +97,14 @@ def plot_features_by_class(features: pd.DataFrame, labels: np.ndarray, path: str
         ax.set_title(title)
         ax.set_xlabel("digit")
     fig.suptitle("Per-image features by class (whiskers 1.5 IQR, outliers hidden)")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_pca(pca: dict, path: str | os.PathLike) -> None:
     """Scatter of the 2-D PCA projection, one colour per digit, with class centroids labelled."""
     proj, labels = pca["projection"], pca["labels"]
     ratio = pca["explained_variance_ratio"]
-    fig = _figure(7, 6)
+    fig = new_figure(7, 6)
     ax = fig.add_subplot()
     for c in range(10):
         pts = proj[labels == c]
@@ -130,14 +117,14 @@ def plot_pca(pca: dict, path: str | os.PathLike) -> None:
     ax.set_ylabel(f"PC 2 ({ratio[1]:.1%} of variance)")
     ax.set_title(f"PCA of {len(labels):,} training images")
     ax.legend(markerscale=3, fontsize=8, ncols=2, loc="best")
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_similarity(similarity: pd.DataFrame, path: str | os.PathLike) -> None:
     """Heat map of the cosine similarity between class mean images, values written in."""
     sim = similarity.to_numpy()
     off = sim[~np.eye(len(sim), dtype=bool)]
-    fig = _figure(6.4, 5.4)
+    fig = new_figure(6.4, 5.4)
     ax = fig.add_subplot()
     im = ax.imshow(sim, cmap="viridis", vmin=float(off.min()), vmax=1.0)
     for i in range(len(sim)):
@@ -150,7 +137,7 @@ def plot_similarity(similarity: pd.DataFrame, path: str | os.PathLike) -> None:
     ax.set_ylabel("digit")
     ax.set_title("Cosine similarity of class mean images")
     fig.colorbar(im, ax=ax, shrink=0.8)
-    _save(fig, path)
+    save_png(fig, path)
 
 
 def plot_examples(images: np.ndarray, captions: list[str], title: str, path: str | os.PathLike, ncols: int = 8) -> None:
@@ -160,7 +147,7 @@ def plot_examples(images: np.ndarray, captions: list[str], title: str, path: str
     """
     k = len(images)
     nrows = max(1, int(np.ceil(k / ncols)))
-    fig = _figure(1.4 * ncols, 1.6 * nrows + 0.4)
+    fig = new_figure(1.4 * ncols, 1.6 * nrows + 0.4)
     if k == 0:
         ax = fig.add_subplot()
         ax.axis("off")
@@ -172,4 +159,4 @@ def plot_examples(images: np.ndarray, captions: list[str], title: str, path: str
         ax.set_yticks([])
         ax.set_title(captions[i], fontsize=7)
     fig.suptitle(title)
-    _save(fig, path)
+    save_png(fig, path)

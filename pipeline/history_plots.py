@@ -11,15 +11,11 @@ def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
     ``history`` is a list of per-epoch dicts with epoch, train_loss, val_loss,
     train_acc and val_acc (missing keys are skipped).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from pipeline.store import atomic_path
+    from pipeline.figures import new_figure, save_png
 
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = new_figure(10, 3.6, layout=None)
+    ax_loss, ax_acc = fig.subplots(1, 2)
     for key, label, ax in [("train_loss", "train", ax_loss), ("val_loss", "validation", ax_loss),
                            ("train_acc", "train", ax_acc), ("val_acc", "validation", ax_acc)]:
         if all(key in h for h in history):
@@ -30,6 +26,4 @@ def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
