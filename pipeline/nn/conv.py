@@ -131,13 +131,14 @@ _PHASES = ((0, 0), (0, 1), (1, 0), (1, 1))  # 2x2 window positions in row-major 
 
 
 def route_to_first_max(windows: list[np.ndarray], m: np.ndarray, grad: np.ndarray,
-                       outs: list[np.ndarray]) -> None:
+                       outs: list[np.ndarray], accumulate: bool = False) -> None:
     """Max-pool backward over the window positions of a pool.
 
     windows : the pool's input at each window position, in row-major window order,
     each of the shape of ``m`` (the pooled maximum) and ``grad`` (its gradient).
     Writes ``grad`` into ``outs[p]`` where position p holds the *first* maximum and
     0 elsewhere (torch's rule), so ties on flat background never duplicate gradient.
+    With ``accumulate`` it adds instead (overlapping windows share input pixels).
     """
     taken = np.empty(m.shape, bool)
     hit = np.empty(m.shape, bool)
@@ -150,7 +151,10 @@ def route_to_first_max(windows: list[np.ndarray], m: np.ndarray, grad: np.ndarra
             hit &= ~taken
             if p < last:
                 taken |= hit
-        np.multiply(grad, hit, out=out)
+        if accumulate:
+            out += grad * hit
+        else:
+            np.multiply(grad, hit, out=out)
 
 
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0,
@@ -312,19 +316,9 @@ def maxpool_backward(dout: np.ndarray, cache: dict[str, Any]) -> np.ndarray:
     overlapping = stride < size
     covers = stride == size and xc.shape[1] == OH * stride and xc.shape[2] == OW * stride
     dx = np.empty_like(xc) if covers else np.zeros_like(xc)
-    taken = np.zeros(out.shape, dtype=bool)
-    hit = np.empty(out.shape, dtype=bool)
     slices = list(_pool_slices(size, stride, OH, OW))
-    for k, (sh, sw) in enumerate(slices):
-        np.equal(xc[:, sh, sw], out, out=hit)
-        if k:
-            hit &= ~taken
-        if k < len(slices) - 1:
-            taken |= hit
-        if overlapping:
-            dx[:, sh, sw] += dc * hit
-        else:
-            np.multiply(dc, hit, out=dx[:, sh, sw])
+    route_to_first_max([xc[:, sh, sw] for sh, sw in slices], out, dc,
+                       [dx[:, sh, sw] for sh, sw in slices], accumulate=overlapping)
     return from_chwn(dx)
 
 
