@@ -39,10 +39,10 @@ def main() -> None:
     config.set("FetchMNIST", "mirrors", json.dumps([str(REPO / "data" / "mirror" / "mnist")]))
 
     from pipeline import store
-    from tasks.clean import CleanData
+    from tasks.data import CleanData
     from tasks.explore import ExploreData
-    from tasks.fetch import FetchMNIST
-    from tasks.prepare import PrepareData
+    from tasks.acquire import FetchMNIST
+    from tasks.data import PrepareData
 
     if not luigi.build([FetchMNIST()], local_scheduler=True, log_level="WARNING"):
         raise SystemExit("FetchMNIST failed: is data/mirror/mnist complete?")

@@ -52,7 +52,7 @@ def main(argv=None) -> None:
     images, labels = MIRROR / "train-images-idx3-ubyte.gz", MIRROR / "train-labels-idx1-ubyte.gz"
     rng = np.random.default_rng(args.seed)
     if images.exists() and labels.exists():
-        from pipeline.idx import read_pair
+        from pipeline.acquire.idx import read_pair
 
         raw, y = read_pair(images, labels)
         x = (raw[:args.limit].astype(np.float32) / np.float32(255)).reshape(-1, 1, 28, 28)

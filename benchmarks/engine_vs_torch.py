@@ -52,7 +52,7 @@ def load_batches(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
     """n MNIST training images (n, 1, 28, 28) float32 in [0, 1] and labels (n,) int64."""
     images, labels = MIRROR / "train-images-idx3-ubyte.gz", MIRROR / "train-labels-idx1-ubyte.gz"
     if images.exists() and labels.exists():
-        from pipeline.idx import read_pair
+        from pipeline.acquire.idx import read_pair
 
         x, y = read_pair(images, labels)
         x = (x[:n].astype(np.float32) / 255.0).reshape(-1, 1, 28, 28)

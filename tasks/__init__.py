@@ -1,15 +1,16 @@
 """Luigi tasks of the MNIST pipeline. Entry point: ``luigi --module tasks RunPipeline``.
 
-Each task is thin: parameters, requires, output, run. The work is in ``pipeline/``.
+One module per stage, each a thin task (parameters, requires, output, a run()
+of a few lines) over the package of the same name in ``pipeline/``:
+``tasks/acquire.py`` -> ``pipeline/acquire/``, ``tasks/data.py`` -> ``pipeline/data/``, ...
 """
-from tasks.clean import CleanData
+from tasks.acquire import FetchMNIST
+from tasks.data import CleanData, PrepareData
 from tasks.evaluate import EvaluateCNN
 from tasks.explore import ExploreData
-from tasks.fetch import FetchMNIST
-from tasks.prepare import PrepareData
-from tasks.report import RenderReport
+from tasks.report import RenderReport, RunIndex
 from tasks.run import RunPipeline
 from tasks.train import TrainCNN
 
 __all__ = ["FetchMNIST", "CleanData", "PrepareData", "ExploreData", "TrainCNN",
-           "EvaluateCNN", "RenderReport", "RunPipeline"]
+           "EvaluateCNN", "RenderReport", "RunIndex", "RunPipeline"]

@@ -6,7 +6,7 @@ import logging
 from luigi.util import inherits
 
 from tasks.base import PipelineTask
-from tasks.prepare import PrepareData
+from tasks.data import PrepareData
 from tasks.train import TrainCNN
 
 log = logging.getLogger("luigi-interface")

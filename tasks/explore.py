@@ -5,8 +5,8 @@ import luigi
 from luigi.util import inherits
 
 from tasks.base import PipelineTask
-from tasks.clean import CleanData
-from tasks.prepare import PrepareData
+from tasks.data import CleanData
+from tasks.data import PrepareData
 
 FIGURES = [
     ("class_distribution.png", "Class distribution",

@@ -5,7 +5,7 @@ import luigi
 from luigi.util import requires
 
 from tasks.base import PipelineTask
-from tasks.clean import CleanData
+from tasks.data import CleanData
 
 
 @requires(CleanData)
@@ -32,7 +32,7 @@ class PrepareData(PipelineTask):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Fail when the task is built, before any upstream work runs.
-        from pipeline.split import check_val_fraction
+        from pipeline.data.split import check_val_fraction
 
         check_val_fraction(self.val_fraction)
         if self.train_limit < 0:

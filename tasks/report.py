@@ -7,11 +7,11 @@ from pathlib import Path
 from luigi.util import inherits
 
 from tasks.base import PipelineTask
-from tasks.clean import CleanData
+from tasks.data import CleanData
 from tasks.config import report_path
 from tasks.evaluate import EvaluateCNN
 from tasks.explore import ExploreData
-from tasks.fetch import FetchMNIST
+from tasks.acquire import FetchMNIST
 from tasks.train import TrainCNN
 
 log = logging.getLogger("luigi-interface")
@@ -42,7 +42,7 @@ class RenderReport(PipelineTask):
 
     def run(self):
         from pipeline import report, store
-        from pipeline.history_plots import learning_curves
+        from pipeline.train.figures import learning_curves
 
         inputs = {key: self.input_dir(key) for key in self.requires()}
         manifest = store.read_json(self.input()["fetch"].path)

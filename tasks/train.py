@@ -10,7 +10,7 @@ from luigi.util import requires
 
 from tasks.base import PipelineTask
 from tasks.config import data_path
-from tasks.prepare import PrepareData
+from tasks.data import PrepareData
 
 log = logging.getLogger("luigi-interface")
 

@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 
 from pipeline import acquire
-from pipeline.acquire import AcquireError, FetchOptions, fetch_all, fetch_file, resolve_mirror, verify_gz
-from pipeline.http import HtmlPageError, Progress, download, make_session
-from pipeline.mnist_files import BY_NAME, FILES, MnistFile
+from pipeline.acquire.fetch import AcquireError, FetchOptions, fetch_all, fetch_file, resolve_mirror, verify_gz
+from pipeline.acquire.http import HtmlPageError, Progress, download, make_session
+from pipeline.acquire.files import BY_NAME, FILES, MnistFile
 from tests.faultserver import FaultServer, closed_port_url
 
 NAME = "train-images-idx3-ubyte.gz"

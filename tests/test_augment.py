@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.augment import augment_batch, random_transforms, warp, warp_reference
+from pipeline.data.augment import augment_batch, random_transforms, warp, warp_reference
 
 
 def _images(n=3, c=1, h=28, w=28, seed=0):

@@ -189,8 +189,8 @@ def test_label_audit_reports_type_range_and_counts():
 
 # ------------------------------------------------------------------ the task, on real MNIST
 def test_clean_data_task_on_real_mnist(tmp_path, mnist_dir):
-    from tasks.clean import CleanData
-    from tasks.fetch import FetchMNIST
+    from tasks.data import CleanData
+    from tasks.acquire import FetchMNIST
 
     with storage_at(tmp_path):
         fetch = FetchMNIST(mirrors=[str(mnist_dir)])

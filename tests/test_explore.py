@@ -105,7 +105,7 @@ def test_figures_are_written_as_png(tmp_path):
 
 def test_explore_data_on_a_real_mnist_subset(tmp_path, mnist_dir):
     from tasks.explore import ExploreData
-    from tasks.fetch import FetchMNIST
+    from tasks.acquire import FetchMNIST
 
     task = ExploreData(train_limit=3000, seed=11, pca_sample=800)
     with storage_at(tmp_path):
@@ -129,7 +129,7 @@ def test_explore_data_on_a_real_mnist_subset(tmp_path, mnist_dir):
     features = pd.read_pickle(out / "features.pkl")
     assert len(features) == 13000 and set(features["split"]) == {"train", "val", "test"}
     # Features were computed on the raw uint8 images: the first test image's ink equals its pixel sum / 255.
-    from pipeline.idx import read_images
+    from pipeline.acquire.idx import read_images
 
     first_test = read_images(mnist_dir / "t10k-images-idx3-ubyte.gz")[0]
     row = features[(features["split"] == "test") & (features["position"] == 0)].iloc[0]

@@ -15,8 +15,8 @@ import luigi
 import luigi.scheduler
 import luigi.worker
 
-from pipeline.mnist_files import FILES
-from tasks.fetch import FetchMNIST
+from pipeline.acquire.files import FILES
+from tasks.acquire import FetchMNIST
 from tests.faultserver import FaultServer, closed_port_url
 
 REPO = Path(__file__).resolve().parents[1]

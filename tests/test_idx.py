@@ -7,7 +7,7 @@ import struct
 import numpy as np
 import pytest
 
-from pipeline.idx import IdxError, check_header, parse_idx, read_images, read_labels, read_pair
+from pipeline.acquire.idx import IdxError, check_header, parse_idx, read_images, read_labels, read_pair
 
 
 def images_bytes(n: int = 5, rows: int = 28, cols: int = 28, magic: int = 2051) -> bytes:

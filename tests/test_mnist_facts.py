@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from pipeline import clean, normalize
-from pipeline.idx import read_pair
+from pipeline.acquire.idx import read_pair
 
 MNIST = Path(__file__).resolve().parents[1] / "data" / "mirror" / "mnist"
 

@@ -104,14 +104,14 @@ def test_val_fraction_outside_zero_to_half_is_refused(bad):
 
 # ------------------------------------------------------------------ the task, on real MNIST
 def build(root, tasks, mnist_dir) -> bool:
-    from tasks.fetch import FetchMNIST
+    from tasks.acquire import FetchMNIST
 
     with storage_at(root):
         return luigi.build([FetchMNIST(mirrors=[str(mnist_dir)]), *tasks], local_scheduler=True, log_level="WARNING")
 
 
 def test_prepare_data_on_a_real_mnist_subset(tmp_path, mnist_dir):
-    from tasks.prepare import PrepareData
+    from tasks.data import PrepareData
 
     task = PrepareData(train_limit=2000, seed=3)
     assert build(tmp_path, [task], mnist_dir)
@@ -142,7 +142,7 @@ def test_prepare_data_on_a_real_mnist_subset(tmp_path, mnist_dir):
 
 
 def test_prepare_data_standardized_and_seeded(tmp_path, mnist_dir):
-    from tasks.prepare import PrepareData
+    from tasks.data import PrepareData
 
     a = PrepareData(train_limit=1000, seed=5, normalization="standardize")
     b = PrepareData(train_limit=1000, seed=6, normalization="standardize")
@@ -159,7 +159,7 @@ def test_prepare_data_standardized_and_seeded(tmp_path, mnist_dir):
 
 
 def test_prepare_data_refuses_a_bad_val_fraction_before_running_anything():
-    from tasks.prepare import PrepareData
+    from tasks.data import PrepareData
 
     with pytest.raises(ValueError, match="val_fraction must be strictly between 0 and 0.5"):
         PrepareData(val_fraction=0.6)

@@ -34,7 +34,7 @@ def subset():
     """1200 train / 400 validation images from the real MNIST training file, scaled to [0, 1]."""
     if not (MNIST / "train-images-idx3-ubyte.gz").exists():
         pytest.skip(f"real MNIST not found at {MNIST}: copy ../shared/datasets/mnist/*.gz there")
-    from pipeline.idx import read_pair
+    from pipeline.acquire.idx import read_pair
 
     images, labels = read_pair(MNIST / "train-images-idx3-ubyte.gz", MNIST / "train-labels-idx1-ubyte.gz")
     x = (images[:1600].astype(np.float32) / 255.0)[:, None]  # (N, 1, 28, 28)

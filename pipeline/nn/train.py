@@ -25,7 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from pipeline import store
-from pipeline.augment import augment_batch
+from pipeline.data.augment import augment_batch
 from pipeline.nn.losses import SoftmaxCrossEntropy, log_softmax
 from pipeline.nn.model import build_model
 from pipeline.nn.optim import SGD, Adam, make_schedule

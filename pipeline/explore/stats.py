@@ -197,7 +197,7 @@ def explore_splits(images: dict[str, np.ndarray], labels: dict[str, np.ndarray],
              "features" (per-image DataFrame with split/position/label columns),
              "mean"/"std" (C, H, W), "pca" (see :func:`pca_2d`) and "stats" (JSON-ready numbers).
     """
-    from pipeline.features import image_features, summarize_by_class
+    from pipeline.data.features import image_features, summarize_by_class
 
     x_train, y_train = images["train"], np.asarray(labels["train"])
     distribution = class_distribution(labels)

@@ -25,9 +25,9 @@ from urllib.parse import unquote, urlparse
 
 import requests
 
-from pipeline.http import DownloadError, Progress, discard_part, download, is_unreachable, make_session
-from pipeline.idx import IdxError, check_header
-from pipeline.mnist_files import FILES, MnistFile
+from pipeline.acquire.http import DownloadError, Progress, discard_part, download, is_unreachable, make_session
+from pipeline.acquire.idx import IdxError, check_header
+from pipeline.acquire.files import FILES, MnistFile
 from pipeline.store import fsync_dir, sha256_file
 
 log = logging.getLogger("pipeline.acquire")

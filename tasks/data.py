@@ -4,7 +4,7 @@ from __future__ import annotations
 import luigi
 
 from tasks.base import PipelineTask
-from tasks.fetch import FetchMNIST
+from tasks.acquire import FetchMNIST
 
 TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST_FILES = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
@@ -39,7 +39,7 @@ class CleanData(PipelineTask):
         import numpy as np
 
         from pipeline import clean, idx, store
-        from pipeline.explore_plots import plot_examples
+        from pipeline.explore.figures import plot_examples
 
         raw = self.input_dir()
         self.progress(0.0, "reading IDX files")

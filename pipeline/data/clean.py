@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pipeline.features import image_features
+from pipeline.data.features import image_features
 
 POLICIES = ("keep", "flag", "drop")
 POLICY_NOTES = {

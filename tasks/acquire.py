@@ -50,7 +50,7 @@ class FetchMNIST(luigi.Task):
 
     def run(self):
         from pipeline import acquire, store
-        from pipeline.mnist_files import FILES
+        from pipeline.acquire.files import FILES
 
         _show_acquire_log()
         out = Path(self.output().path)
@@ -58,7 +58,7 @@ class FetchMNIST(luigi.Task):
         position = {f.name: i for i, f in enumerate(FILES)}
 
         def on_progress(name: str, done: int, total: int | None, rate: float) -> None:
-            from pipeline.http import format_progress
+            from pipeline.acquire.http import format_progress
 
             if self.set_progress_percentage is None:  # run() called outside a Luigi worker
                 return
