@@ -31,3 +31,10 @@ FILES: tuple[MnistFile, ...] = (
 )
 
 BY_NAME: dict[str, MnistFile] = {f.name: f for f in FILES}
+
+# (images file, labels file) of each split, in the order idx.read_pair takes them.
+SPLIT_FILES: dict[str, tuple[str, str]] = {
+    split: tuple(f.name for kind in ("images", "labels") for f in FILES
+                 if f.kind == kind and f.name.startswith(prefix))
+    for split, prefix in (("train", "train-"), ("test", "t10k-"))
+}
