@@ -14,6 +14,7 @@ Files in an output directory, by kind::
     <figure>.png     each figure
     <text>.txt       each text
     result.json      {"title", "summary", "headline", "tables", "figures", "texts", "artifacts"}
+    manifest.json    the sha256 of every file above, and how they were made (written last)
 """
 from __future__ import annotations
 
@@ -79,8 +80,10 @@ class StageResult:
         }
 
 
-def write_result(result: StageResult, directory: str | os.PathLike) -> Path:
-    """Write every part of ``result`` into ``directory``, ``result.json`` last; return its path."""
+def write_result(result: StageResult, directory: str | os.PathLike, record: dict[str, Any] | None = None) -> Path:
+    """Write every part of ``result`` into ``directory``, then ``result.json``, then the integrity
+    manifest (with ``record``: what the caller knows of how the result was made); return result.json's path.
+    """
     from pipeline import store
     from pipeline.figures import save_png
 
@@ -100,11 +103,12 @@ def write_result(result: StageResult, directory: str | os.PathLike) -> Path:
         store.write_bytes(directory / f"{name}.txt", text.encode("utf-8"))
     path = directory / RESULT_FILE
     store.write_json(path, result.index())
+    store.write_manifest(directory, record)
     return path
 
 
 def read_result(directory: str | os.PathLike) -> dict[str, Any]:
-    """The ``result.json`` of a stage's output directory."""
+    """The ``result.json`` of a stage's output directory, verified against its manifest."""
     from pipeline import store
 
-    return store.read_json(Path(directory) / RESULT_FILE)
+    return store.read_verified(Path(directory) / RESULT_FILE)

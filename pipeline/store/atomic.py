@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from pipeline.store.debris import owner_tag
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -44,7 +46,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{owner_tag()}", suffix=".tmp", dir=final.parent)
     os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
@@ -73,17 +75,18 @@ def staged_dir(final: str | os.PathLike) -> Iterator[Path]:
     atomically); when the block ends without an exception the directory
     replaces ``final``. An old ``final`` is moved aside first and removed only
     after the new one is in place, so a crash never leaves a half-built result
-    at the final path. On an exception the staging directory is removed.
+    at the final path. On an exception the staging directory is removed; after a
+    kill it is left, named after its owner, for :func:`pipeline.store.debris.sweep`.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".staging", dir=final.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{final.name}{owner_tag()}", suffix=".staging", dir=final.parent))
     os.chmod(staging, DIR_MODE)
     try:
         yield staging
         old = None
         if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".old", dir=final.parent))
+            old = Path(tempfile.mkdtemp(prefix=f".{final.name}{owner_tag()}", suffix=".old", dir=final.parent))
             os.rmdir(old)
             os.rename(final, old)
         os.rename(staging, final)

@@ -1,0 +1,62 @@
+"""Provenance: the software and checkout an artifact was made with, recorded in every manifest."""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+LIBRARIES = ("numpy", "pandas", "luigi", "jinja2", "matplotlib")
+
+
+def _version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def blas() -> list[dict[str, Any]]:
+    """The BLAS libraries NumPy loaded, their versions and thread counts (threadpoolctl)."""
+    import numpy  # noqa: F401  (loads the BLAS that threadpoolctl then inspects)
+    from threadpoolctl import threadpool_info
+
+    keep = ("internal_api", "version", "num_threads", "threading_layer", "architecture")
+    return [{k: info.get(k) for k in keep} for info in threadpool_info() if info.get("user_api") == "blas"]
+
+
+def git_state(directory: str | os.PathLike) -> dict[str, Any] | None:
+    """{"commit", "dirty"} of the git checkout holding ``directory``, or None outside one."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True,
+                              timeout=10).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
+
+
+@functools.lru_cache(maxsize=1)
+def environment() -> dict[str, Any]:
+    """Python and library versions, BLAS, and the git state of the code (computed once per process).
+
+    The git state is that of the directory the package was imported from when it is a
+    checkout (``pip install -e .``), else of the current directory (``pip install .`` run
+    from a clone, as the README does), recorded with the directory it describes.
+    """
+    package_dir = Path(__file__).resolve().parents[2]
+    code_dir = package_dir if (package_dir / ".git").exists() else Path.cwd()
+    return {
+        "python": platform.python_version(),
+        "libraries": {name: _version(name) for name in LIBRARIES},
+        "blas": blas(),
+        "platform": platform.platform(),
+        "git": git_state(code_dir),
+        "code_dir": str(code_dir),
+    }
