@@ -2,14 +2,22 @@
 
 Each task writes one output directory, built under a staging name and swapped
 in atomically; what goes in it is the :class:`pipeline.result.StageResult` its
-stage returns, written by :meth:`PipelineTask.write_result`. A task is complete
-only when its output exists, is no older than the outputs of the tasks it
-requires, and those are complete too: deleting an intermediate therefore reruns
-that task and everything downstream of it, as ``make`` would, while an untouched
-pipeline is a no-op.
+stage returns, written by :meth:`PipelineTask.write_result` and sealed by an
+integrity manifest (the sha256 of every file, the task's parameters, the digest
+of the code that made it, its inputs and provenance).
+
+A task is complete only when its manifest is readable and lists files that are
+all there, its parameters and code digest are those of the current checkout,
+it is no older than the outputs of the tasks it requires, and those are
+complete too. Deleting an intermediate therefore reruns that task and
+everything downstream of it, as ``make`` would; so does a semantic change to
+the code a task runs (comments, formatting and docstrings do not count); an
+untouched pipeline is a no-op. :meth:`PipelineTask.stale_reasons` says why a
+task would run.
 """
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import logging
@@ -66,42 +74,116 @@ class PipelineTask(luigi.Task):
     def output(self) -> luigi.LocalTarget:
         return luigi.LocalTarget(str(self.output_dir() / self.primary))
 
-    def complete(self) -> bool:
-        out = Path(self.output().path)
-        if not out.exists():
-            return False
-        mtime = os.stat(out).st_mtime_ns
+    def manifest_path(self) -> Path:
+        """The integrity manifest of this task's output, written last: its existence marks completion."""
+        from pipeline.store.manifest import MANIFEST_FILE
+
+        return self.output_dir() / MANIFEST_FILE
+
+    @classmethod
+    def code_digests(cls) -> dict[str, str]:
+        """{name: AST digest} of the code this task runs: its class, its base classes, and every
+        module of ``pipeline`` these import, transitively (see :mod:`pipeline.store.code`)."""
+        from pipeline.store.code import class_code
+
+        return class_code(cls)
+
+    def stale_reasons(self) -> list[str]:
+        """Why this task would run, in words; empty when its output is up to date.
+
+        Reasons: missing output, an unreadable or incomplete manifest, changed parameters,
+        changed code (naming the modules), an input rebuilt after this output.
+        """
+        from pipeline import store
+        from pipeline.store.code import changed_modules
+
+        marker = self.manifest_path()
+        if not marker.exists():
+            return ["missing output" if not self.output_dir().exists() else f"missing output: no {marker.name}"]
+        try:
+            manifest = store.read_manifest(self.output_dir())
+        except store.IntegrityError as exc:
+            return [f"unreadable output: {exc}"]
+        reasons = [f"incomplete output: {p}" for p in store.listing_problems(self.output_dir(), manifest)]
+        if not Path(self.output().path).exists():
+            reasons.append(f"incomplete output: no {self.primary}")
+        params = self.to_str_params(only_significant=True)
+        if manifest.get("params") != params:
+            old = manifest.get("params") or {}
+            keys = sorted(k for k in set(old) | set(params) if old.get(k) != params.get(k))
+            reasons.append("changed parameters: " + ", ".join(keys))
+        changed = changed_modules(manifest.get("code", {}).get("modules", {}), self.code_digests())
+        if changed:
+            reasons.append("changed code: " + ", ".join(changed))
+        mtime = marker.stat().st_mtime_ns
         for dep in flatten(self.requires()):
-            if not dep.complete():
-                return False
-            for target in flatten(dep.output()):
-                path = Path(target.path)
-                if path.exists() and os.stat(path).st_mtime_ns > mtime:
-                    return False  # an input was rebuilt after us: we are stale
-        return True
+            for path in _completion_markers(dep):
+                if path.exists() and path.stat().st_mtime_ns > mtime:
+                    reasons.append(f"newer input: {dep.task_id} was rebuilt after this output")
+        return reasons
+
+    def complete(self) -> bool:
+        if any(not dep.complete() for dep in flatten(self.requires())):
+            return False
+        reasons = self.stale_reasons()
+        if reasons and self.output_dir().exists():
+            log.info("%s is stale: %s", self.task_id, "; ".join(reasons))
+        return not reasons
 
     def input_dir(self, key: str | None = None) -> Path:
         """The output directory of a required task (by key when requires() is a dict)."""
         target = self.input()[key] if key is not None else self.input()
         return Path(target.path).parent
 
+    def manifest_record(self) -> dict[str, Any]:
+        """What the manifest records of how this output was made (its files are added by the writer)."""
+        from pipeline import store
+        from pipeline.store.code import combined_digest
+        from pipeline.store.provenance import environment
+
+        digests = self.code_digests()
+        inputs = {}
+        for dep in flatten(self.requires()):
+            for path in _completion_markers(dep):
+                inputs[dep.task_id] = {"path": str(path), "sha256": store.sha256_file(path)}
+        return {
+            "task": self.task_family,
+            "task_id": self.task_id,
+            "params": self.to_str_params(only_significant=True),
+            "code": {"digest": combined_digest(digests), "modules": digests},
+            "inputs": inputs,
+            "provenance": environment(),
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+
     def write_result(self, result) -> None:
-        """Write a stage's :class:`~pipeline.result.StageResult` as this task's output directory, atomically."""
+        """Write a stage's :class:`~pipeline.result.StageResult` as this task's output directory, atomically,
+        sealed by its manifest; first remove what killed runs left in the stage's directory."""
         from pipeline import store
         from pipeline.result import write_result
+        from pipeline.store.debris import sweep
 
+        sweep(self.output_dir().parent)
+        record = self.manifest_record()
         with store.staged_dir(self.output_dir()) as tmp:
-            write_result(result, tmp)
+            write_result(result, tmp, record)
+
+    def load_input(self, key: str | None = None, name: str | None = None) -> Any:
+        """A required task's output file, verified against its manifest before it is parsed or unpickled:
+        its primary file by default, or ``name`` in its directory (by ``key`` when requires() is a dict)."""
+        from pipeline import store
+
+        target = self.input()[key] if key is not None else self.input()
+        path = Path(target.path).parent / name if name else Path(target.path)
+        return store.read_verified(path)
 
     def output_load(self, name: str | None = None) -> Any:
-        """A file of this task's output, loaded: the primary one by default (one line in a Python shell).
-
-        ``from tasks import PrepareData; data = PrepareData(train_limit=3000).output_load()``
+        """A file of this task's output, verified and loaded: the primary one by default (one line in a
+        Python shell): ``from tasks import PrepareData; data = PrepareData(train_limit=3000).output_load()``
         """
         from pipeline import store
 
-        path = self.output_dir() / name if name else Path(self.output().path)
-        return store.read_json(path) if path.suffix == ".json" else store.read_pickle(path)
+        return store.read_verified(self.output_dir() / name if name else Path(self.output().path))
 
     def progress(self, fraction: float, message: str) -> None:
         """Report progress: to the Luigi scheduler (luigid's web page) and to the terminal, from one call.
@@ -112,6 +194,13 @@ class PipelineTask(luigi.Task):
         if sink is None:
             sink = self.__dict__["_progress_sink"] = _ProgressSink(self)
         sink(fraction, message)
+
+
+def _completion_markers(task: luigi.Task) -> list[Path]:
+    """The files whose modification time says when ``task``'s output was last (re)built."""
+    if isinstance(task, PipelineTask):
+        return [task.manifest_path()]
+    return [Path(t.path) for t in flatten(task.output())]
 
 
 class _ProgressSink:

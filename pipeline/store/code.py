@@ -16,7 +16,12 @@ import sys
 from pathlib import Path
 from typing import Iterable
 
-PACKAGES = ("pipeline",)  # whose modules are followed; the task layer is digested per class
+PACKAGES = ("pipeline",)  # whose modules are followed through imports
+# Base classes from these packages are digested with the class that derives from them. The task
+# layer is digested per class, not per module: following `from tasks.data import PrepareData`
+# would make every task depend on the code of every task upstream of it, whose changes already
+# reach it through the rebuilt input.
+PROJECT_PACKAGES = ("pipeline", "tasks")
 
 _cache: dict[tuple[str, int, int], tuple[str, frozenset[str]]] = {}
 
@@ -122,7 +127,7 @@ def class_code(cls: type) -> dict[str, str]:
     digests = {f"{cls.__module__}.{cls.__name__}": hashlib.sha256(normalized_dump(own).encode()).hexdigest()}
     digests.update(closure_digests(imported_modules(own, module.__package__ or "")))
     for base in cls.__mro__[1:]:
-        if base.__module__.split(".")[0] in PACKAGES + (cls.__module__.split(".")[0],) and base is not object:
+        if base.__module__.split(".")[0] in PROJECT_PACKAGES:
             digests.update(class_code(base))
     return dict(sorted(digests.items()))
 
