@@ -8,6 +8,7 @@ from tasks.acquire import FetchMNIST
 from tasks.data import CleanData, PrepareData
 from tasks.evaluate import EvaluateCNN
 from tasks.explore import ExploreData
+from tasks import notify  # noqa: F401  (registers the failure webhook)
 from tasks.report import RenderReport, RunIndex
 from tasks.run import RunPipeline
 from tasks.train import TrainCNN
