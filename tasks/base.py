@@ -45,7 +45,38 @@ def flatten(struct: Any) -> list:
     return [] if struct is None else [struct]
 
 
-class PipelineTask(luigi.Task):
+class ReportsProgress:
+    """Mixin: ``self.progress(fraction, message)`` reaches the Luigi scheduler (luigid's web page) and
+    the terminal from one call; calls are throttled to one a second (fraction 1.0 always passes), so
+    stages may call freely."""
+
+    def progress(self, fraction: float, message: str) -> None:
+        sink = self.__dict__.get("_progress_sink")
+        if sink is None:
+            sink = self.__dict__["_progress_sink"] = _ProgressSink(self)
+        sink(fraction, message)
+
+
+def show_pipeline_logs() -> None:
+    """Show the pipeline's own log lines (mirror attempts, resumes, swept debris) beside Luigi's.
+
+    Luigi configures only its own loggers; this adds one handler to the ``pipeline`` logger, once,
+    unless the user's logging configuration already gave it one.
+    """
+    logger = logging.getLogger("pipeline")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+@luigi.Task.event_handler(luigi.Event.START)
+def _show_logs_when_a_task_starts(task: luigi.Task) -> None:
+    show_pipeline_logs()
+
+
+class PipelineTask(ReportsProgress, luigi.Task):
     """A task with one output directory under ``data_dir/<stage>/<slug>``.
 
     Subclasses set ``stage`` (a folder name under the data directory) and
@@ -185,16 +216,6 @@ class PipelineTask(luigi.Task):
 
         return store.read_verified(self.output_dir() / name if name else Path(self.output().path))
 
-    def progress(self, fraction: float, message: str) -> None:
-        """Report progress: to the Luigi scheduler (luigid's web page) and to the terminal, from one call.
-
-        Calls are throttled to one a second (fraction 1.0 always passes), so stages may call freely.
-        """
-        sink = self.__dict__.get("_progress_sink")
-        if sink is None:
-            sink = self.__dict__["_progress_sink"] = _ProgressSink(self)
-        sink(fraction, message)
-
 
 def _completion_markers(task: luigi.Task) -> list[Path]:
     """The files whose modification time says when ``task``'s output was last (re)built."""
@@ -233,10 +254,10 @@ class _ProgressSink:
         from tqdm import tqdm
 
         if self.bar is None:
-            self.bar = tqdm(total=100, desc=self.task.task_family, bar_format="{desc} {percentage:5.1f}% "
-                            "|{bar:20}| {elapsed} {postfix}", file=sys.stderr, leave=True)
+            self.bar = tqdm(total=100, bar_format="{percentage:5.1f}% |{bar:20}| {elapsed} {desc}",
+                            file=sys.stderr, leave=True)
         self.bar.n = round(100.0 * fraction, 1)
-        self.bar.set_postfix_str(message[:100], refresh=True)
+        self.bar.set_description_str(f"{self.task.task_family}: {message[:100]}", refresh=True)
         if fraction >= 1.0:
             self.bar.close()
             self.bar = None

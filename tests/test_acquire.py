@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import logging
 import struct
 import time
@@ -18,10 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import acquire
-from pipeline.acquire.fetch import AcquireError, FetchOptions, fetch_all, fetch_file, resolve_mirror, verify_gz
-from pipeline.acquire.http import HtmlPageError, Progress, download, make_session
+from pipeline.acquire.fetch import AcquireError, FetchOptions, fetch_all, fetch_file
 from pipeline.acquire.files import BY_NAME, FILES, MnistFile
+from pipeline.acquire.http import DownloadError, HtmlPageError, download, make_session
+from pipeline.acquire.meter import format_progress
+from pipeline.acquire.mirrors import resolve_mirror
+from pipeline.acquire.verify import verify_gz
 from tests.faultserver import FaultServer, closed_port_url
 
 NAME = "train-images-idx3-ubyte.gz"
@@ -51,7 +52,7 @@ def server(payload):
 def fetch(spec, mirrors, dest, options=FAST, **kw):
     with make_session(options.retries, options.backoff_factor) as session:
         return fetch_file(spec, [resolve_mirror(m) for m in mirrors], dest, options=options,
-                          session=session, terminal=None, **kw)
+                          session=session, **kw)
 
 
 def assert_verified(dest: Path, payload: bytes) -> None:
@@ -153,7 +154,7 @@ def test_a_part_left_by_a_killed_run_is_resumed(server, payload, tmp_path):
     server.hits.clear()
     server.plan(NAME, "drop")  # ...then leave half a file exactly as an interrupted transfer does
     with make_session(0, 0.01) as session:
-        with pytest.raises(acquire.DownloadError):
+        with pytest.raises(DownloadError):
             download(session, server.url + NAME, part, connect_timeout=1, read_timeout=1, attempts=1)
     kept = part.stat().st_size
     assert 0 < kept < len(data)
@@ -296,8 +297,7 @@ def test_an_unreachable_host_fails_fast_and_is_not_asked_again(mnist_dir, tmp_pa
     """Connection refused: one retry, then the next mirror; later files skip that host."""
     dead = closed_port_url()
     start = time.monotonic()
-    manifest = fetch_all(tmp_path, [dead, str(mnist_dir)], FetchOptions(retries=3, backoff_factor=0.5),
-                         terminal=None)
+    manifest = fetch_all(tmp_path, [dead, str(mnist_dir)], FetchOptions(retries=3, backoff_factor=0.5))
     assert time.monotonic() - start < 5
     assert list(manifest) == [f.name for f in FILES]
     first, *rest = [manifest[f.name]["failed_attempts"] for f in FILES]
@@ -310,18 +310,18 @@ def test_an_unreachable_host_fails_fast_and_is_not_asked_again(mnist_dir, tmp_pa
 
 def test_verified_files_are_not_downloaded_again(mnist_dir, tmp_path):
     with FaultServer(mnist_dir) as srv:
-        first = fetch_all(tmp_path, [srv.url], FAST, terminal=None)
+        first = fetch_all(tmp_path, [srv.url], FAST)
         assert len(srv.hits) == 4
-        second = fetch_all(tmp_path, [srv.url], FAST, previous=first, terminal=None)
+        second = fetch_all(tmp_path, [srv.url], FAST, previous=first)
         assert len(srv.hits) == 4 and second == first
         # a damaged file is fetched again, the others are kept
         path = tmp_path / "t10k-labels-idx1-ubyte.gz"
         path.write_bytes(path.read_bytes()[:-10])
-        third = fetch_all(tmp_path, [srv.url], FAST, previous=first, terminal=None)
+        third = fetch_all(tmp_path, [srv.url], FAST, previous=first)
         # a damaged file is removed even when no mirror can replace it
         path.write_bytes(b"junk")
         with pytest.raises(AcquireError, match="t10k-labels-idx1-ubyte.gz: no mirror"):
-            fetch_all(tmp_path, [closed_port_url()], FAST, previous=first, terminal=None)
+            fetch_all(tmp_path, [closed_port_url()], FAST, previous=first)
         assert not path.exists()
     assert [h.path for h in srv.hits[4:]] == ["t10k-labels-idx1-ubyte.gz"]
     assert third["t10k-labels-idx1-ubyte.gz"]["sha256_gz"] == first["t10k-labels-idx1-ubyte.gz"]["sha256_gz"]
@@ -353,15 +353,92 @@ def test_verification_streams_the_47_mb_content(mnist_dir):
     assert peak < 8_000_000, f"peak {peak} bytes traced while verifying 47 MB of content"
 
 
-def test_progress_reports_bytes_total_and_rate(payload, tmp_path):
+def test_progress_reports_bytes_total_and_rate(payload, tmp_path, capfd):
     data, spec = payload
     calls = []
-    terminal = io.StringIO()
     with FaultServer({NAME: data}, mode="slow", rate=4e6) as srv, make_session(0, 0.01) as session:
-        progress = Progress(NAME, lambda d, t, r: calls.append((d, t, r)), stream=terminal, interval=0.05)
-        download(session, srv.url + NAME, tmp_path / "x.part", connect_timeout=1, read_timeout=5, progress=progress)
-    assert len(calls) >= 3  # ~0.4 s at 4 MB/s, one report per 0.05 s, and the final one
+        download(session, srv.url + NAME, tmp_path / "x.part", connect_timeout=1, read_timeout=5,
+                 progress=lambda d, t, r: calls.append((d, t, r)))
+    assert len(calls) >= 3  # ~0.4 s at 4 MB/s: one report per 64 kB chunk
     assert calls[-1][:2] == (len(data), len(data))
     assert all(0 < d <= t == len(data) for d, t, _ in calls)
+    assert [d for d, _, _ in calls] == sorted(d for d, _, _ in calls)
+    assert calls[0][2] is None  # the first chunk's timing says nothing about the rate
     assert 1e6 < calls[-1][2] < 8e6  # the rate the server sent at, within slack
-    assert f"of {len(data) / 1e6:.1f} MB (100%)" in terminal.getvalue().splitlines()[-1]
+    assert f"of {len(data) / 1e6:.1f} MB (100%)  " in format_progress(NAME, *calls[-1])
+    assert capfd.readouterr() == ("", "")  # the pipeline reports; it never prints
+
+
+def test_fetch_all_reports_the_share_of_the_four_files(mnist_dir, tmp_path, capfd):
+    """One callback, (fraction, message): rising through the files, 1.0 once at the end, nothing printed."""
+    calls = []
+    with FaultServer(mnist_dir) as srv:
+        manifest = fetch_all(tmp_path, [srv.url], FAST, progress=lambda f, m: calls.append((f, m)))
+    fractions = [f for f, _ in calls]
+    assert fractions == sorted(fractions) and 0 <= fractions[0] < 0.25
+    assert fractions[-1] == 1.0 and fractions.count(1.0) == 1  # 1.0 means done, and is said once
+    for i, spec in enumerate(FILES):
+        total = (mnist_dir / spec.name).stat().st_size
+        mine = [(f, m) for f, m in calls if m.startswith(f"file {i + 1}/4: {spec.name}  ")]
+        assert mine and all(i / 4 <= f <= (i + 1) / 4 for f, _ in mine)
+        unit, scale = ("MB", 1e6) if total >= 1e6 else ("kB", 1e3)
+        assert f"{total / scale:.1f} of {total / scale:.1f} {unit} (100%)" in mine[-1][1]
+        assert mine[-1][0] == pytest.approx(min((i + 1) / 4, 0.999))
+    assert calls[-1][1] == "verified: " + ", ".join(f"{spec.name} from {srv.url}" for spec in FILES)
+    assert list(manifest) == [spec.name for spec in FILES]
+    # a rerun finds the four files in place: each is reported as such
+    again = []
+    fetch_all(tmp_path, [srv.url], FAST, previous=manifest, progress=lambda f, m: again.append((f, m)))
+    assert [m for _, m in again][:4] == [f"file {i + 1}/4: {spec.name} already present and verified"
+                                         for i, spec in enumerate(FILES)]
+    assert again[-1] == (1.0, calls[-1][1])
+    assert capfd.readouterr() == ("", "")
+
+
+# --- two runs on one data directory ---------------------------------------------------------------
+
+_HOLD_LOCK = """
+import fcntl, sys, time
+fh = open(sys.argv[1], "w")
+fcntl.flock(fh, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+def _hold_fetch_lock(dest: Path, seconds: float):
+    import subprocess
+    import sys
+
+    from pipeline.acquire.fetch import LOCK_FILE
+
+    dest.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(dest / LOCK_FILE), str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_a_second_fetch_waits_for_the_first_and_says_so(mnist_dir, tmp_path):
+    holder = _hold_fetch_lock(tmp_path / "raw", 1.5)
+    messages = []
+    start = time.monotonic()
+    try:
+        manifest = fetch_all(tmp_path / "raw", [str(mnist_dir)], FetchOptions(lock_timeout=30),
+                             progress=lambda f, m: messages.append(m))
+    finally:
+        holder.wait(10)
+    assert time.monotonic() - start >= 1.0  # it waited for the lock instead of failing at once
+    assert any(m.startswith("waiting for another run's download") for m in messages)
+    assert sorted(manifest) == sorted(f.name for f in FILES)
+
+
+def test_a_lock_held_past_the_timeout_fails_clearly(mnist_dir, tmp_path):
+    holder = _hold_fetch_lock(tmp_path / "raw", 5)
+    try:
+        with pytest.raises(AcquireError, match=r"another run has been fetching into .*\(lock_timeout in luigi.cfg"):
+            fetch_all(tmp_path / "raw", [str(mnist_dir)], FetchOptions(lock_timeout=0.6))
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert not any((tmp_path / "raw").glob("*.gz"))

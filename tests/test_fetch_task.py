@@ -106,7 +106,7 @@ def test_kill_9_mid_download_then_rerun_resumes_with_range(tmp_path, mnist_dir):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
     def run(url: str) -> subprocess.Popen:
-        cmd = [sys.executable, "-m", "luigi", "--module", "tasks.fetch", "FetchMNIST", "--local-scheduler",
+        cmd = [sys.executable, "-m", "luigi", "--module", "tasks.acquire", "FetchMNIST", "--local-scheduler",
                "--storage-data-dir", str(data_dir), "--mirrors", json.dumps([url]), "--FetchMNIST-retries", "1"]
         return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 

@@ -4,46 +4,41 @@ For each file the mirrors are tried in order. A mirror that errors, times out,
 serves an HTML page, the wrong size or bytes whose decompressed sha256 does
 not match is skipped and the next one is tried. Bytes arrive in ``<name>.part``
 beside the final path and are renamed into place only once verified, so the
-final name never holds a partial or unverified file. A mirror is an HTTP(S)
-URL, a ``file://`` URL or a local directory.
+final name never holds a partial or unverified file.
 """
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import gzip
-import hashlib
 import logging
 import os
-import sys
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, TextIO
-from urllib.parse import unquote, urlparse
+from typing import Iterator
 
 import requests
 
-from pipeline.acquire.http import DownloadError, Progress, discard_part, download, is_unreachable, make_session
-from pipeline.acquire.idx import IdxError, check_header
 from pipeline.acquire.files import FILES, MnistFile
-from pipeline.store import fsync_dir, sha256_file
+from pipeline.acquire.http import DownloadError, discard_part, download, is_unreachable, make_session
+from pipeline.acquire.meter import ByteProgress, Meter, format_progress, fraction
+from pipeline.acquire.mirrors import Mirror, resolve_mirror
+from pipeline.acquire.verify import VerificationError, verify_gz
+from pipeline.progress import ProgressFn, ignore
+from pipeline.store import fsync_dir
 
-log = logging.getLogger("pipeline.acquire")
+log = logging.getLogger(__name__)
 
-READ_CHUNK = 1 << 20  # decompressed bytes hashed per step: memory stays bounded for the 47 MB file
+COPY_CHUNK = 1 << 20  # bytes per step when copying from a local mirror: memory stays bounded
 
-# (file name, bytes done, total or None, bytes/s)
-FileProgress = Callable[[str, int, "int | None", float], None]
+# 1.0 means "all four files verified": the last byte of the last file is not that yet, and
+# whoever shows the progress may treat 1.0 as the end (close its line), so the files stop short.
+FILES_DONE = 0.999
+LOCK_FILE = ".fetch.lock"  # hidden: not an artifact, never listed in a manifest
 
 
 class AcquireError(RuntimeError):
     """No mirror delivered a verified copy of a file; the message lists what each mirror did."""
-
-
-class VerificationError(Exception):
-    """Downloaded bytes are not the expected file (the message says how they differ)."""
 
 
 @dataclass(frozen=True)
@@ -54,97 +49,21 @@ class FetchOptions:
     read_timeout: float = 30.0
     retries: int = 3
     backoff_factor: float = 0.5
+    lock_timeout: float = 3600.0  # seconds to wait for another run's download into the same directory
 
 
-@dataclass(frozen=True)
-class Mirror:
-    """One mirror: ``spec`` as configured; ``base`` an http(s) URL or a local directory."""
-
-    spec: str
-    base: str | Path
-
-    @property
-    def is_local(self) -> bool:
-        return isinstance(self.base, Path)
-
-    def location(self, name: str) -> str:
-        """The URL or path of ``name`` on this mirror."""
-        if self.is_local:
-            return str(self.base / name)
-        return f"{str(self.base).rstrip('/')}/{name}"
-
-
-def resolve_mirror(spec: str, cwd: Path | None = None) -> Mirror:
-    """Interpret a mirror: http(s):// URL, file:// URL, or a directory (relative to ``cwd``)."""
-    parsed = urlparse(spec)
-    if parsed.scheme in ("http", "https"):
-        return Mirror(spec, spec)
-    if parsed.scheme == "file":
-        return Mirror(spec, Path(unquote(parsed.path)))
-    if parsed.scheme and len(parsed.scheme) > 1:  # "C:" would be a drive letter, not a scheme
-        raise ValueError(f"mirror {spec!r}: scheme {parsed.scheme!r} is not supported; "
-                         "use an http(s):// or file:// URL or a directory path")
-    path = Path(spec).expanduser()
-    return Mirror(spec, path if path.is_absolute() else (cwd or Path.cwd()) / path)
-
-
-@dataclass(frozen=True)
-class Verified:
-    sha256_gz: str
-    sha256_content: str
-    content_bytes: int
-
-
-def verify_gz(path: Path, expected: MnistFile) -> Verified:
-    """Check that ``path`` is a gzip file whose content is ``expected``; raise VerificationError if not.
-
-    The content is decompressed and hashed in 1 MB steps, never held whole in
-    memory. On a mismatch the IDX header is checked too, so the message says
-    *what* is wrong (truncated, padded, wrong magic) and not only that hashes differ.
-    """
-    gz_sha = sha256_file(path)
-    received = f"received {path.stat().st_size} bytes (sha256 {gz_sha})"
-    with open(path, "rb") as fh:
-        magic = fh.read(64)
-    if not magic.startswith(b"\x1f\x8b"):
-        looks = "an HTML page" if b"<" in magic[:16] else "not gzip"
-        raise VerificationError(f"{received} that are {looks}, starting {magic[:24]!r}")
-    digest, length, head = hashlib.sha256(), 0, b""
-    try:
-        with gzip.open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(READ_CHUNK), b""):
-                digest.update(block)
-                if len(head) < 16:
-                    head += block[: 16 - len(head)]
-                length += len(block)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise VerificationError(f"{received}: the gzip stream is corrupt or truncated after "
-                                f"{length} decompressed bytes ({exc})") from exc
-    content_sha = digest.hexdigest()
-    if content_sha != expected.sha256:
-        try:
-            check_header(head, length, expected.name, expected.kind)
-            defect = f"{length} content bytes (expected {expected.content_bytes})"
-        except IdxError as exc:
-            defect = str(exc)
-        raise VerificationError(f"{received}: content sha256 {content_sha} does not match the expected "
-                                f"{expected.sha256}: {defect}")
-    return Verified(gz_sha, content_sha, length)
-
-
-def _copy_local(source: Path, part: Path, progress: Progress) -> int:
-    """Copy a file from a local mirror into ``part`` in chunks, reporting progress."""
+def _copy_local(source: Path, part: Path, progress: ByteProgress | None = None) -> int:
+    """Copy a file from a local mirror into ``part`` in chunks; ``progress(done, total, bytes/s)`` after each."""
     if not source.is_file():
         where = "directory not found" if not source.parent.is_dir() else "file not found"
         raise DownloadError(f"{where}: {source}")
     discard_part(part)
-    total, done = source.stat().st_size, 0
+    total, done, meter = source.stat().st_size, 0, Meter(progress)
     with open(source, "rb") as src, open(part, "wb") as dst:
-        for block in iter(lambda: src.read(READ_CHUNK), b""):
+        for block in iter(lambda: src.read(COPY_CHUNK), b""):
             dst.write(block)
             done += len(block)
-            progress.update(done, total)
-    progress.finish(done, total)
+            meter(done, total)
     return done
 
 
@@ -159,11 +78,12 @@ def _accept(part: Path, final: Path) -> None:
 
 def fetch_file(spec: MnistFile, mirrors: list[Mirror], dest: Path, *, options: FetchOptions,
                session: requests.Session, unreachable: dict[str, str] | None = None,
-               on_progress: FileProgress | None = None, terminal: TextIO | None = sys.stderr) -> dict:
+               progress: ProgressFn = ignore) -> dict:
     """Download ``spec`` into ``dest`` from the first mirror that delivers verified bytes.
 
     ``unreachable`` (mirror spec -> reason) is shared across files so that a
     host found unreachable for one file is not contacted again in this run.
+    ``progress(fraction of this file, message)`` is called for every chunk received.
     Returns the manifest record; raises AcquireError naming every failed attempt.
     """
     unreachable = {} if unreachable is None else unreachable
@@ -177,16 +97,17 @@ def fetch_file(spec: MnistFile, mirrors: list[Mirror], dest: Path, *, options: F
                            "error": f"skipped: unreachable earlier in this run ({unreachable[mirror.spec]})"})
             continue
         start = time.monotonic()
-        callback = None if on_progress is None else (lambda d, t, r: on_progress(spec.name, d, t, r))
-        progress = Progress(spec.name, callback, stream=terminal)
+        def on_bytes(done: int, total: int | None, rate: float | None) -> None:
+            progress(fraction(done, total), format_progress(spec.name, done, total, rate))
+
         resumed_from, interruptions = 0, []
         try:
             if mirror.is_local:
-                _copy_local(Path(url), part, progress)
+                _copy_local(Path(url), part, on_bytes)
             else:
                 transfer = download(session, url, part, connect_timeout=options.connect_timeout,
                                     read_timeout=options.read_timeout, attempts=options.retries + 1,
-                                    backoff_factor=options.backoff_factor, progress=progress)
+                                    backoff_factor=options.backoff_factor, progress=on_bytes)
                 resumed_from, interruptions = transfer.resumed_from, transfer.interruptions
             verified = verify_gz(part, spec)
         except VerificationError as exc:
@@ -213,7 +134,8 @@ def fetch_file(spec: MnistFile, mirrors: list[Mirror], dest: Path, *, options: F
     raise AcquireError(
         f"{spec.name}: no mirror delivered a verified file (expected content sha256 {spec.sha256}, "
         f"{spec.content_bytes} bytes). Mirrors tried:\n{tried}\n"
-        "Check the network, or pass a mirror that has the file, e.g. --mirrors '[\"data/mirror/mnist\"]'."
+        "Check the network, or add a mirror that has the file (a directory works offline, e.g. the copy "
+        "bundled in the repository, data/mirror/mnist)."
     )
 
 
@@ -244,34 +166,57 @@ def present_record(spec: MnistFile, dest: Path, previous: dict | None) -> dict |
 
 
 @contextlib.contextmanager
-def exclusive(dest: Path) -> Iterator[None]:
-    """Hold a lock on ``dest`` so two runs never write the same ``.part`` file at once."""
+def exclusive(dest: Path, timeout: float, progress: ProgressFn = ignore, poll: float = 0.5) -> Iterator[None]:
+    """Hold a lock on ``dest`` so two runs never write the same ``.part`` file at once.
+
+    A run that finds the lock taken waits for it (saying so through ``progress``), up to
+    ``timeout`` seconds; it then finds the other run's verified files and keeps them.
+    The lock is ``flock`` on a hidden file: the kernel releases it when its holder dies.
+    """
     dest.mkdir(parents=True, exist_ok=True)
-    with open(dest / ".fetch.lock", "w") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            raise AcquireError(f"another fetch is writing into {dest}; wait for it to finish") from exc
+    with open(dest / LOCK_FILE, "w") as fh:
+        start = time.monotonic()
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                waited = time.monotonic() - start
+                if waited >= timeout:
+                    raise AcquireError(
+                        f"another run has been fetching into {dest} for over {timeout:g} s; let it finish, or "
+                        f"raise the lock timeout (lock_timeout in luigi.cfg [FetchMNIST])") from None
+                log.info("another run is fetching into %s; waiting for it (%.0f s so far)", dest, waited)
+                progress(0.0, f"waiting for another run's download into {dest} ({waited:.0f} s of {timeout:g} s)")
+                time.sleep(poll)
         yield
 
 
 def fetch_all(dest: str | os.PathLike, mirror_specs: list[str], options: FetchOptions = FetchOptions(), *,
-              previous: dict | None = None, on_progress: FileProgress | None = None,
-              terminal: TextIO | None = sys.stderr) -> dict:
+              previous: dict | None = None, progress: ProgressFn = ignore) -> dict:
     """Fetch the four MNIST files into ``dest``; return the manifest (file name -> record).
 
     Files already in ``dest`` that verify are kept. ``previous`` is the old
     manifest, if any. The caller writes the manifest (last, atomically).
+    ``progress(fraction, message)`` gets the share of the four files done, e.g.
+    ``file 1/4: train-images-idx3-ubyte.gz  3.1 of 9.9 MB (31%)  1.20 MB/s``,
+    and 1.0 once, at the end, with the mirror each file came from.
     """
     dest = Path(dest)
     mirrors = [resolve_mirror(str(m)) for m in mirror_specs]
     manifest: dict[str, dict] = {}
     unreachable: dict[str, str] = {}
-    with exclusive(dest), make_session(options.retries, options.backoff_factor) as session:
-        for spec in FILES:
+    with exclusive(dest, options.lock_timeout, progress), make_session(options.retries, options.backoff_factor) as session:
+        for i, spec in enumerate(FILES):
+            def report(share: float, message: str, i: int = i) -> None:  # this file's share -> all files'
+                progress(min((i + share) / len(FILES), FILES_DONE), f"file {i + 1}/{len(FILES)}: {message}")
+
             record = present_record(spec, dest, (previous or {}).get(spec.name))
             if record is None:
                 record = fetch_file(spec, mirrors, dest, options=options, session=session,
-                                    unreachable=unreachable, on_progress=on_progress, terminal=terminal)
+                                    unreachable=unreachable, progress=report)
+            else:
+                report(1.0, f"{spec.name} already present and verified")
             manifest[spec.name] = record
+    progress(1.0, "verified: " + ", ".join(f"{name} from {rec['mirror']}" for name, rec in manifest.items()))
     return manifest

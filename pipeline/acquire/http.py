@@ -1,4 +1,4 @@
-"""HTTP downloads that survive flaky servers: retries, ``Range`` resume, bounded memory, progress.
+"""HTTP downloads that survive flaky servers: retries, ``Range`` resume, bounded memory.
 
 urllib3's ``Retry`` handles everything that happens before the body starts
 (connect errors, read timeouts waiting for headers, 429 and 5xx answers, with
@@ -7,30 +7,29 @@ a dropped or stalled connection is handled here: the bytes already received
 stay in the ``.part`` file and the next attempt asks for the rest with
 ``Range: bytes=N-``. A server that answers 200 instead of 206 gets a fresh
 download. Memory stays bounded by the chunk size whatever the file size.
+Progress goes to a callback (see :mod:`pipeline.acquire.meter`); nothing here prints.
 """
 from __future__ import annotations
 
 import json
 import logging
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
 
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-log = logging.getLogger("pipeline.acquire")
+from pipeline.acquire.meter import ByteProgress, Meter
+
+log = logging.getLogger(__name__)
 
 CHUNK = 64 * 1024
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 RETRY_AFTER_MAX = 60.0  # a nightly run waits for a busy server, but not for an hour
-
-ProgressCallback = Callable[[int, "int | None", float], None]  # (bytes done, total or None, bytes/s)
 
 
 class DownloadError(Exception):
@@ -90,61 +89,6 @@ def is_unreachable(exc: BaseException) -> bool:
     return False
 
 
-class Progress:
-    """Throttled progress: a line in the terminal and an optional callback (e.g. Luigi's status).
-
-    ``update(done, total)`` may be called for every chunk; output happens at
-    most every ``interval`` seconds (default 0.5 on a terminal, 5 otherwise)
-    and once at ``finish``. On a terminal the line is redrawn in place; in a
-    log file a new line is written instead.
-    """
-
-    def __init__(self, label: str, callback: ProgressCallback | None = None,
-                 stream: TextIO | None = sys.stderr, interval: float | None = None):
-        self.label = label
-        self.callback = callback
-        self.stream = stream
-        self.tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
-        if interval is None:  # redrawing in place is cheap; a log file wants few lines
-            interval = 0.5 if self.tty else 5.0
-        self.interval = interval
-        self.begin(0)
-
-    def begin(self, offset: int) -> None:
-        """(Re)start the clock at byte ``offset``: a resumed transfer's rate counts only new bytes."""
-        self.start = time.monotonic()
-        self.start_bytes = offset
-        self.last = self.start  # the first line comes after one interval: small files print only the final one
-
-    def update(self, done: int, total: int | None, force: bool = False) -> None:
-        now = time.monotonic()
-        if not force and now - self.last < self.interval:
-            return
-        self.last = now
-        rate = (done - self.start_bytes) / max(now - self.start, 1e-6)
-        if self.callback is not None:
-            self.callback(done, total, rate)
-        if self.stream is not None:
-            end = "" if self.tty else "\n"
-            self.stream.write(("\r" if self.tty else "") + format_progress(self.label, done, total, rate) + end)
-            self.stream.flush()
-
-    def finish(self, done: int, total: int | None) -> None:
-        self.update(done, total, force=True)
-        if self.tty and self.stream is not None:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def format_progress(label: str, done: int, total: int | None, rate: float) -> str:
-    """``label  3.1 of 9.9 MB (31%)  1.2 MB/s``."""
-    unit, scale = ("MB", 1e6) if (total or done) >= 1e6 else ("kB", 1e3)
-    if total:
-        return (f"{label}  {done / scale:.1f} of {total / scale:.1f} {unit} ({100 * done / total:.0f}%)  "
-                f"{rate / 1e6:.2f} MB/s")
-    return f"{label}  {done / scale:.1f} {unit}  {rate / 1e6:.2f} MB/s"
-
-
 @dataclass
 class Transfer:
     """What one download did: final size, the offset it resumed from, and interruptions it survived."""
@@ -191,15 +135,17 @@ _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 def download(session: requests.Session, url: str, part: Path, *, connect_timeout: float,
              read_timeout: float, attempts: int = 3, backoff_factor: float = 0.5,
-             progress: Progress | None = None, chunk: int = CHUNK) -> Transfer:
+             progress: ByteProgress | None = None, chunk: int = CHUNK) -> Transfer:
     """Stream ``url`` into ``part``, resuming with ``Range`` after an interruption.
 
     ``part`` is left in place when all ``attempts`` are interrupted, so a later
     run (or a rerun after ``kill -9``) continues from its last byte. Raises
     :class:`DownloadError` for an HTTP error status, an HTML page or too many
     interruptions. The caller verifies the bytes; nothing here trusts them.
+    ``progress(done, total, bytes/s)`` is called for every chunk.
     """
     part.parent.mkdir(parents=True, exist_ok=True)
+    meter = Meter(progress)
     transfer = Transfer(url=url, bytes=0)
     for attempt in range(1, attempts + 1):
         offset = resumable_offset(part, url)
@@ -220,22 +166,18 @@ def download(session: requests.Session, url: str, part: Path, *, connect_timeout
             if done is None:  # 416 on a part that is already whole
                 transfer.bytes = offset
                 return transfer
-            if progress is not None:
-                progress.begin(done)
+            meter.begin(done)
             try:
                 with open(part, "ab" if done else "wb") as fh:
                     for block in response.raw.stream(chunk, decode_content=False):
                         fh.write(block)
                         done += len(block)
-                        if progress is not None:
-                            progress.update(done, total)
+                        meter(done, total)
             except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
                 reason = _describe(exc)
             else:
                 if total is None or done == total:
                     transfer.bytes = done
-                    if progress is not None:
-                        progress.finish(done, total)
                     return transfer
                 reason = f"connection closed after {done} of {total} bytes"
         transfer.interruptions.append(f"interrupted at byte {done}: {reason}")
