@@ -1,6 +1,6 @@
 """Accuracy and time of a training configuration on a PrepareData pickle.
 
-    PYTHONPATH=. python benchmarks/accuracy.py --data data/processed/<slug>/data.pkl --preset simple \
+    python benchmarks/accuracy.py --data data/processed/<slug>/data.pkl --preset simple \
         --epochs 12 --schedule cosine [--augment] [--spec '[{"type": "conv", ...}]'] [--report-test] \
         [--checkpoint-dir DIR]
 
@@ -17,8 +17,19 @@ import os
 import time
 
 from pipeline import store
-from pipeline.nn.model import preset_spec
-from pipeline.nn.train import TrainConfig, terminal_progress, train
+from pipeline.nn import TrainConfig, preset_spec
+from pipeline.progress import throttled
+from pipeline.train.stage import run_training
+
+
+def _print(fraction: float, message: str) -> None:
+    print(f"[{100 * fraction:5.1f}%] {message}", flush=True)
+
+
+def _progress(every: float = 30.0):
+    """A progress line every ``every`` seconds, and one at the end of every epoch."""
+    report = throttled(_print, every)
+    return lambda fraction, message: report(fraction, message, force=" done" in message)
 
 
 def main() -> None:
@@ -46,8 +57,8 @@ def main() -> None:
     print(f"# {args.preset if not args.spec else 'custom'} {config} threads={os.environ.get('OPENBLAS_NUM_THREADS', 'default')}"
           f" cpus={os.cpu_count()} load={os.getloadavg()[0]:.2f}", flush=True)
     start = time.perf_counter()
-    result = train(spec, x, y, data["x_val"], data["y_val"], config, checkpoint_dir=args.checkpoint_dir,
-                   progress=terminal_progress(every=30.0))
+    result = run_training(spec, x, y, data["x_val"], data["y_val"], config, checkpoint_dir=args.checkpoint_dir,
+                          progress=_progress())
     wall = time.perf_counter() - start
     for h in result.history:
         print(f"epoch {h['epoch']:3d} lr {h['lr']:.2e} train_loss {h['train_loss']:.4f} "

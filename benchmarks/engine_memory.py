@@ -13,19 +13,14 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(REPO))
+from pipeline.nn import Adam, SoftmaxCrossEntropy, build_model, preset_spec
 
-from pipeline.nn import Adam, SoftmaxCrossEntropy, build_model, preset_spec  # noqa: E402
-
-MIRROR = REPO / "data" / "mirror" / "mnist"
+MIRROR = Path(__file__).resolve().parents[1] / "data" / "mirror" / "mnist"
 
 
 def rss_mb() -> float:

@@ -39,13 +39,9 @@ os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
 
 import numpy as np  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # run from a checkout without installing the package
-    sys.path.insert(0, str(REPO))
-
 from pipeline.nn import Adam, SoftmaxCrossEntropy, build_model, preset_spec  # noqa: E402
 
-MIRROR = REPO / "data" / "mirror" / "mnist"
+MIRROR = Path(__file__).resolve().parents[1] / "data" / "mirror" / "mnist"
 
 
 def load_batches(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:

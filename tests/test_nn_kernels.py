@@ -1,10 +1,12 @@
-"""Fast kernels (im2col GEMM convolution, strided max-pooling) against slow, obvious references."""
+"""Fast kernels (im2col GEMM convolution, strided max-pooling, the phase-plane conv block)
+against slow, obvious references."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.nn import conv as K
+from pipeline.nn import kernels as K
+from pipeline.nn.fusion import prefer_block
 
 # (N, C, H, W, F, kh, kw, stride, pad): odd sizes, non-square images and kernels, stride 2/3, pad 1-2
 CONV_CASES = [
@@ -158,18 +160,14 @@ def test_fused_conv_block_matches_reference_composition(case, relu, pool):
     x = rng.standard_normal((N, C, H, W))
     Wt = rng.standard_normal((F, C, kh, kw))
     b = rng.standard_normal(F)
-    conv = K.conv2d_forward_ref(x, Wt, b, 1, p)
-    act = np.maximum(conv, 0) if relu else conv
-    ref = K.maxpool_forward_ref(act, 2, 2) if pool else act
+    ref = K.conv_block_forward_ref(x, Wt, b, p, relu, pool)
     ws: dict = {}
     for _ in range(2):  # the second pass reuses the workspace buffers
         out, cache = K.conv_block_forward(x, Wt, b, p, relu, pool, ws)
         np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
         dout = rng.standard_normal(out.shape)
         dx, dW, db = K.conv_block_backward(dout, cache, True, ws)
-        d = K.maxpool_backward_ref(dout, act, 2, 2) if pool else dout
-        d = d * (conv > 0) if relu else d
-        rdx, rdW, rdb = K.conv2d_backward_ref(d, x, Wt, 1, p)
+        rdx, rdW, rdb = K.conv_block_backward_ref(dout, x, Wt, b, p, relu, pool)
         np.testing.assert_allclose(dx, rdx, rtol=1e-11, atol=1e-11)
         np.testing.assert_allclose(dW, rdW, rtol=1e-11, atol=1e-11)
         np.testing.assert_allclose(db, rdb, rtol=1e-11, atol=1e-11)
@@ -199,3 +197,35 @@ def test_fused_pool_ties_follow_first_maximum(kernel):
     np.testing.assert_allclose(dW, rdW, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(db, rdb, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12)
+
+
+def test_block_reference_is_the_composition_of_the_reference_kernels():
+    # the block's reference must itself be the obvious chain: conv, then ReLU, then 2x2 max-pool
+    rng = np.random.default_rng(12)
+    x, Wt, b = rng.standard_normal((2, 2, 9, 8)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    conv = K.conv2d_forward_ref(x, Wt, b, 1, 1)
+    act = np.maximum(conv, 0)
+    np.testing.assert_array_equal(K.conv_block_forward_ref(x, Wt, b, 1, True, True), K.maxpool_forward_ref(act, 2, 2))
+    dout = rng.standard_normal((2, 3, 4, 4))
+    d = K.maxpool_backward_ref(dout, act, 2, 2) * (conv > 0)
+    for got, want in zip(K.conv_block_backward_ref(dout, x, Wt, b, 1, True, True), K.conv2d_backward_ref(d, x, Wt, 1, 1)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_kernel_outputs_are_views_of_the_layout_each_kernel_documents():
+    # what travels between layers: CHWN memory from im2col and pooling, CNHW from the phase-plane block
+    rng = np.random.default_rng(13)
+    x, Wt, b = rng.standard_normal((3, 2, 10, 10)), rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    out, _ = K.conv2d_forward(x, Wt, b, 1, 0, None, True, True)
+    assert out.transpose(1, 2, 3, 0).flags.c_contiguous
+    pooled, _ = K.maxpool_forward(x, 2, 2)
+    assert pooled.transpose(1, 2, 3, 0).flags.c_contiguous
+    block, _ = K.conv_block_forward(x, Wt, b, 0, True, True)
+    assert block.transpose(1, 0, 2, 3).flags.c_contiguous
+    np.testing.assert_allclose(block, out, rtol=1e-12, atol=1e-12)
+
+
+def test_prefer_block_only_for_pooled_layers_with_few_input_values():
+    assert prefer_block(1, 5, 5, True)  # first conv of simple: C*kh*kw = 25
+    assert not prefer_block(1, 5, 5, False)  # nothing to pool: the plain GEMM kernel
+    assert not prefer_block(16, 5, 5, True)  # second conv of twoconv: 400 values per column

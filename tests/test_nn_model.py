@@ -1,4 +1,4 @@
-"""Model specs, presets, summary, determinism, save/load; loss, optimizers and schedules."""
+"""Model specs, presets, summary, determinism, state to/from a plain dict; loss, optimizers and schedules."""
 from __future__ import annotations
 
 import json
@@ -10,8 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from pipeline.nn import (PRESETS, SGD, Adam, SoftmaxCrossEntropy, build_model, load_model,
-                         make_schedule, preset_spec, save_model, softmax)
+from pipeline import store
+from pipeline.nn import (PRESETS, SGD, Adam, SoftmaxCrossEntropy, build_model, make_schedule, model_from_state,
+                         model_state, preset_spec, softmax)
 
 
 def train_steps(model, steps: int, seed: int = 1, batch: int = 8):
@@ -162,7 +163,7 @@ def test_training_is_bit_identical_across_processes_with_threaded_blas():
     code = (
         "import numpy as np\n"
         "from pipeline.nn import Adam, SoftmaxCrossEntropy, build_model, preset_spec\n"
-        "from pipeline.store import sha256_arrays\n"
+        "from pipeline.nn import sha256_arrays\n"
         "m = build_model(preset_spec('seed-torch'), (1, 28, 28), np.random.default_rng(0))\n"
         "rng, ce, opt = np.random.default_rng(1), SoftmaxCrossEntropy(), Adam()\n"
         "for _ in range(2):\n"
@@ -220,8 +221,8 @@ def test_state_dict_roundtrip_and_save_load(tmp_path):
     m = build_model(preset_spec("seed-keras"), (1, 28, 28), np.random.default_rng(0))
     train_steps(m, 2, batch=4)  # moves BatchNorm running stats away from their defaults
     path = tmp_path / "model.pkl"
-    save_model(path, m)
-    loaded = load_model(path)
+    store.write_pickle(path, model_state(m))  # how the training stage saves it (as its "model" artifact)
+    loaded = model_from_state(store.read_pickle(path))
     x = np.random.default_rng(5).random((4, 1, 28, 28), dtype=np.float32)
     np.testing.assert_array_equal(loaded.forward(x), m.forward(x))
     for k, v in m.buffers().items():
@@ -238,7 +239,9 @@ def test_load_rejects_foreign_pickles_and_mismatched_states(tmp_path):
     bad = tmp_path / "bad.pkl"
     bad.write_bytes(pickle.dumps({"weights": 1}))
     with pytest.raises(ValueError, match="not a saved model"):
-        load_model(bad)
+        model_from_state(store.read_pickle(bad))
+    with pytest.raises(ValueError, match="not a saved model"):
+        model_from_state([1, 2])
     simple = build_model(preset_spec("simple"))
     with pytest.raises(ValueError, match="different model spec"):
         simple.load_state_dict(build_model(preset_spec("lenet5")).state_dict())
@@ -359,3 +362,26 @@ def test_schedules():
         make_schedule("linear", 0.1, 5)
     with pytest.raises(ValueError, match="not \\['gamma_'\\]"):
         make_schedule("step", 0.1, 5, gamma_=0.1)
+
+
+# ------------------------------------------------------------------ the engine stands alone
+
+
+def test_engine_imports_nothing_else_of_the_pipeline():
+    # every import statement in pipeline/nn, module level or inside functions, stays inside pipeline.nn
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "pipeline" / "nn"
+    files = sorted(root.rglob("*.py"))
+    assert len(files) > 10
+    outside = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            outside += [f"{path.name}: {n}" for n in names
+                        if n.split(".")[0] == "pipeline" and not (n == "pipeline.nn" or n.startswith("pipeline.nn."))]
+            if isinstance(node, ast.ImportFrom) and node.module == "pipeline":
+                outside.append(f"{path.name}: from pipeline import ...")
+    assert outside == []

@@ -1,18 +1,19 @@
 """The training loop on a small real-MNIST subset: learning, seeding, best-on-validation,
-early stopping, progress, and in-process interruption + exact resume from checkpoints."""
+early stopping, progress, and in-process interruption + exact resume from checkpoints;
+and the training stage's result."""
 from __future__ import annotations
 
-import io
-import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline import store
+from pipeline.nn import model_from_state, sha256_arrays
 from pipeline.nn.optim import make_schedule
-from pipeline.nn.train import (Checkpoints, TrainConfig, evaluate_split, seed_streams, terminal_progress,
-                               train)
+from pipeline.nn.train import TrainConfig, evaluate_split, seed_streams, train
+from pipeline.train.checkpoints import Checkpoints
+from pipeline.train.stage import make_augment, run_training, train_stage
 
 MNIST = Path(__file__).resolve().parents[1] / "data" / "mirror" / "mnist"
 
@@ -59,8 +60,7 @@ def test_seed_streams_are_reproducible_and_independent():
 def test_training_learns_and_keeps_the_best_validation_epoch(subset):
     x, y, xv, yv = subset
     calls = []
-    result = train(TINY, x, y, xv, yv, _config(), progress=lambda f, m: calls.append((f, m)),
-                   progress_interval=0.0)
+    result = train(TINY, x, y, xv, yv, _config(), progress=lambda f, m: calls.append((f, m)))
     h = result.history
     assert [e["epoch"] for e in h] == [1, 2, 3, 4]
     assert set(h[0]) >= {"epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "seconds"}
@@ -74,20 +74,23 @@ def test_training_learns_and_keeps_the_best_validation_epoch(subset):
     # the returned model really holds that epoch's parameters: re-evaluating reproduces its figures
     loss, acc = evaluate_split(result.model, xv, yv)
     assert acc == best["val_acc"] and loss == pytest.approx(best["val_loss"], rel=1e-9)
-    assert result.params_sha256 == store.sha256_arrays(result.model.parameters())
+    assert result.params_sha256 == sha256_arrays(result.model.parameters())
     assert result.train_seconds == pytest.approx(sum(e["seconds"] for e in h))
     assert result.images_per_second > 0 and not result.stopped_early
     # progress: monotone fractions ending at 1, messages with epoch, batch, loss and ETA
     fractions = [f for f, _ in calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert any("batch" in m and "loss" in m and "ETA" in m for _, m in calls)
+    # unthrottled: one call per batch (1200 / 50 = 24) and one per epoch; the sink throttles
+    assert len(calls) == 4 * 24 + 4
+    assert sum("done: loss" in m and "val_acc" in m for _, m in calls) == 4
 
 
 def test_same_seed_same_parameters_other_seed_other_parameters(subset):
     x, y, xv, yv = (a[:400] for a in subset)
-    first = train(TINY, x, y, xv, yv, _config(epochs=2, augment=True))
-    again = train(TINY, x, y, xv, yv, _config(epochs=2, augment=True))
-    other = train(TINY, x, y, xv, yv, _config(epochs=2, augment=True, seed=4))
+    first = run_training(TINY, x, y, xv, yv, _config(epochs=2, augment=True))
+    again = run_training(TINY, x, y, xv, yv, _config(epochs=2, augment=True))
+    other = run_training(TINY, x, y, xv, yv, _config(epochs=2, augment=True, seed=4))
     assert first.params_sha256 == again.params_sha256
     assert first.params_sha256 != other.params_sha256
     assert first.history[0]["train_loss"] == again.history[0]["train_loss"]
@@ -119,14 +122,14 @@ def _crash_at(epoch_fraction: float):
 def test_interrupted_run_resumes_to_bit_identical_parameters(subset, tmp_path):
     x, y, xv, yv = (a[:600] for a in subset)
     config = _config(epochs=4, augment=True)  # augment + dropout: every RNG stream is in play
-    straight = train(TINY, x, y, xv, yv, config, checkpoint_dir=tmp_path / "straight")
+    straight = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=tmp_path / "straight")
 
     ckpt = tmp_path / "crashing"
     with pytest.raises(Interrupt):
         # dies in the middle of epoch 3 (fraction 0.625 of 4 epochs), after checkpoint 2 was written
-        train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.625), progress_interval=0.0)
+        run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.625))
     assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0001.pkl", "epoch-0002.pkl"]
-    resumed = train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    resumed = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
     assert resumed.resumed_from_epoch == 2
     assert resumed.params_sha256 == straight.params_sha256
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
@@ -135,7 +138,7 @@ def test_interrupted_run_resumes_to_bit_identical_parameters(subset, tmp_path):
     assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0003.pkl", "epoch-0004.pkl"]
 
     # a finished run's checkpoints give the result again without training
-    again = train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    again = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
     assert again.resumed_from_epoch == 4 and again.params_sha256 == straight.params_sha256
 
 
@@ -145,10 +148,10 @@ def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(subset, tmp
     straight = train(TINY, x, y, xv, yv, config)
     ckpt = tmp_path / "ckpt"
     with pytest.raises(Interrupt):
-        train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.99), progress_interval=0.0)
+        run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.99))
     newest = ckpt / "epoch-0002.pkl"
     newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a full disk
-    resumed = train(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    resumed = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
     assert resumed.resumed_from_epoch == 1
     assert resumed.params_sha256 == straight.params_sha256
 
@@ -156,13 +159,13 @@ def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(subset, tmp
 def test_checkpoint_of_another_run_is_ignored(subset, tmp_path):
     x, y, xv, yv = (a[:400] for a in subset)
     ckpt = tmp_path / "ckpt"
-    train(TINY, x, y, xv, yv, _config(epochs=2, seed=1), checkpoint_dir=ckpt)
-    fresh = train(TINY, x, y, xv, yv, _config(epochs=2, seed=2))
-    reused_dir = train(TINY, x, y, xv, yv, _config(epochs=2, seed=2), checkpoint_dir=ckpt)
+    run_training(TINY, x, y, xv, yv, _config(epochs=2, seed=1), checkpoint_dir=ckpt)
+    fresh = run_training(TINY, x, y, xv, yv, _config(epochs=2, seed=2))
+    reused_dir = run_training(TINY, x, y, xv, yv, _config(epochs=2, seed=2), checkpoint_dir=ckpt)
     assert reused_dir.resumed_from_epoch == 0
     assert reused_dir.params_sha256 == fresh.params_sha256
-    other_data = train(TINY, x[::-1].copy(), y[::-1].copy(), xv, yv, _config(epochs=2, seed=2),
-                       checkpoint_dir=ckpt)
+    other_data = run_training(TINY, x[::-1].copy(), y[::-1].copy(), xv, yv, _config(epochs=2, seed=2),
+                              checkpoint_dir=ckpt)
     assert other_data.resumed_from_epoch == 0
 
 
@@ -185,19 +188,76 @@ def test_bad_settings_and_data_are_refused_with_the_fix(subset):
         train(TINY, x.astype(np.float64), y, xv, yv, _config())
     with pytest.raises(ValueError, match="validation split is empty"):
         train(TINY, x, y, xv[:0], yv[:0], _config())
+    # the augmentation function is passed exactly when the configuration asks for augmentation
+    with pytest.raises(ValueError, match="config.augment is True"):
+        train(TINY, x, y, xv, yv, _config(augment=True))
+    with pytest.raises(ValueError, match="config.augment is False"):
+        train(TINY, x, y, xv, yv, _config(), augment=make_augment(_config(augment=True)))
 
 
-def test_terminal_progress_rewrites_one_line_on_a_tty_and_logs_lines_otherwise():
-    class Tty(io.StringIO):
-        def isatty(self):
-            return True
+class MemoryCheckpoints:
+    """A checkpoint store in memory: the engine needs only save() and load_latest()."""
 
-    tty, pipe = Tty(), io.StringIO()
-    for stream in (tty, pipe):
-        show = terminal_progress(stream, every=math.inf)
-        show(0.1, "epoch 1/2 batch 1/10")
-        show(0.2, "epoch 1/2 batch 2/10")
-        show(1.0, "epoch 2/2 done")
-    assert tty.getvalue().count("\r") == 3 and tty.getvalue().endswith("\n")
-    lines = pipe.getvalue().splitlines()
-    assert lines == ["[ 10.0%] epoch 1/2 batch 1/10", "[100.0%] epoch 2/2 done"]
+    def __init__(self):
+        self.saved = {}
+
+    def save(self, epoch, state):
+        import pickle
+        self.saved[epoch] = pickle.dumps(state)  # a snapshot, as a file would be
+
+    def load_latest(self):
+        import pickle
+        return pickle.loads(self.saved[max(self.saved)]) if self.saved else None
+
+
+def test_engine_resumes_from_any_checkpoint_store_and_draws_augmentation_from_its_stream(subset):
+    x, y, xv, yv = (a[:400] for a in subset)
+    config = _config(epochs=3, augment=True)
+    seen = []
+
+    def augment(xb, rng):  # the stage's augmentation, recording which Generator it is handed
+        seen.append(rng)
+        return make_augment(config)(xb, rng)
+
+    straight = train(TINY, x, y, xv, yv, config, augment=augment)
+    assert len({id(r) for r in seen}) == 1 and len(seen) == 3 * 8  # one stream, every batch (400 / 50)
+    assert straight.params_sha256 == run_training(TINY, x, y, xv, yv, config).params_sha256
+    memory = MemoryCheckpoints()
+    with pytest.raises(Interrupt):
+        train(TINY, x, y, xv, yv, config, augment=augment, checkpoints=memory, progress=_crash_at(0.5))
+    assert sorted(memory.saved) == [1]
+    resumed = train(TINY, x, y, xv, yv, config, augment=augment, checkpoints=memory)
+    assert resumed.resumed_from_epoch == 1 and resumed.params_sha256 == straight.params_sha256
+
+
+def test_train_stage_returns_the_run_as_one_result(subset, tmp_path):
+    x, y, xv, yv = (a[:300] for a in subset)
+    data = {"x_train": x, "y_train": y, "x_val": xv, "y_val": yv}
+    config = _config(epochs=2, augment=True)
+    calls = []
+    result = train_stage(data, "simple", config, tmp_path / "ckpt", progress=lambda f, m: calls.append((f, m)))
+    direct = run_training(result.summary["spec"], x, y, xv, yv, config)
+    s = result.summary
+    assert s["params_sha256"] == direct.params_sha256 and s["preset"] == "simple"
+    assert s["epochs"] == s["epochs_run"] == 2 and s["n_train"] == 300 and s["n_val"] == 300
+    assert s["augment"] == {"max_shift_px": 2, "max_rotation_deg": 10.0}
+    assert s["optimizer"] == {"name": "adam", "learning_rate": 2e-3, "weight_decay": 0.0, "schedule": "cosine"}
+    assert [h["val_loss"] for h in s["history"]] == [h["val_loss"] for h in direct.history]
+    assert s["best_val_accuracy"] == max(h["val_acc"] for h in s["history"])
+    assert "best validation accuracy" in s["selection"]
+    assert calls[-1][0] == 1.0 and calls[-1][1].startswith("epoch 2/2 done: loss")
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["epoch-0001.pkl", "epoch-0002.pkl"]
+    headline = dict(result.headline)
+    assert headline["Best epoch"] == s["best_epoch"]
+    assert headline["Best validation accuracy"] == f"{100 * s['best_val_accuracy']:.2f}%"
+    assert headline["Epochs run"] == 2 and headline["Parameters sha256"] == s["params_sha256"][:12]
+    table = result.tables[0].frame
+    assert list(table.index) == [1, 2] and list(table["val_acc"]) == [h["val_acc"] for h in s["history"]]
+    (figure,) = result.figures
+    assert f"best in epoch {s['best_epoch']} of 2" in figure.caption
+    assert f"{100 * s['best_val_accuracy']:.2f}%" in figure.caption
+    assert result.texts["summary"].startswith("Layer (type)")
+    model = model_from_state(result.artifacts["model"])
+    assert sha256_arrays(model.parameters()) == s["params_sha256"]
+    # everything but the model and the figure is JSON: it goes into result.json as it is
+    store.json_bytes(result.index())

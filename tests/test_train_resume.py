@@ -1,7 +1,7 @@
 """Exact resume for real: SIGKILL the TrainCNN process after its epoch-2 checkpoint,
 rerun the same command, and compare params_sha256 with an uninterrupted run.
 
-Each run is a separate ``python -m luigi --module tasks TrainCNN`` process on a
+Each run is a separate ``python -m luigi --module tasks.train TrainCNN`` process on a
 small real-MNIST subset (the first run also fetches from the bundled copy,
 cleans and prepares; the later runs find those complete).
 """
@@ -32,6 +32,12 @@ def _command(root: Path) -> list[str]:
     return cmd
 
 
+def _record(out_dir: Path) -> tuple[dict, list[dict]]:
+    """The training record (result.json's summary) and its per-epoch history."""
+    summary = json.loads((out_dir / "result.json").read_text())["summary"]
+    return summary, summary["history"]
+
+
 def _run(root: Path, log: Path) -> None:
     with open(log, "ab") as out:
         done = subprocess.run(_command(root), cwd=REPO, stdout=out, stderr=subprocess.STDOUT, timeout=300)
@@ -55,8 +61,7 @@ def test_killed_training_resumes_to_bit_identical_parameters(tmp_path):
 
     # 1. uninterrupted reference run
     _run(tmp_path, log)
-    reference = json.loads((out_dir / "train.json").read_text())
-    reference_history = json.loads((out_dir / "history.json").read_text())
+    reference, reference_history = _record(out_dir)
     assert reference["resumed_from_epoch"] == 0 and reference["epochs_run"] == 4
     assert not ckpt_dir.exists()  # checkpoints are removed once the output is in place
     os.rename(out_dir, tmp_path / "reference")
@@ -81,8 +86,7 @@ def test_killed_training_resumes_to_bit_identical_parameters(tmp_path):
 
     # 3. rerun: resumes from the last checkpoint and ends bit-identical
     _run(tmp_path, log)
-    resumed = json.loads((out_dir / "train.json").read_text())
-    history = json.loads((out_dir / "history.json").read_text())
+    resumed, history = _record(out_dir)
     assert resumed["resumed_from_epoch"] == killed_at
     assert resumed["params_sha256"] == reference["params_sha256"]
     assert resumed["best_epoch"] == reference["best_epoch"]

@@ -1,4 +1,7 @@
-"""A NumPy CNN engine (float32, NCHW): layers, im2col kernels, losses, optimizers, models.
+"""A NumPy CNN engine (float32, NCHW): layers, kernels, losses, optimizers, models, training.
+
+It stands alone: nothing here imports the rest of ``pipeline``. Files, augmentation
+and progress display belong to the caller, who passes them in (see :func:`train`).
 
 Typical use::
 
@@ -10,19 +13,28 @@ Typical use::
     model.backward(ce.backward())
     opt.step(model.parameters(), model.gradients())
 
+Modules: kernels/ (one per algorithm, each fast kernel beside its reference),
+layers, fusion (which layers run as one kernel), presets (architectures as data),
+spec (checking specs, building layers), model (Sequential, build_model),
+serialize (a model to and from a plain dict), losses, optim, digest, train.
+
 Determinism: the same seed gives bit-identical initial parameters, and training
 is bit-identical from run to run for a given OPENBLAS_NUM_THREADS (a different
 thread count can change the last bits of some GEMM sums).
 
-Speed: conv -> ReLU -> 2x2 max-pool runs fused (conv.py); activations live in
-CHWN memory so NumPy's copies run in long contiguous stretches; the first
-layer skips its input gradient. ``benchmarks/engine_vs_torch.py`` compares
-with PyTorch on the same network.
+Speed: conv -> ReLU -> 2x2 max-pool runs fused (fusion.py); activations live in
+batch-innermost memory so NumPy's copies run in long contiguous stretches
+(kernels/layout.py); the first layer skips its input gradient.
+``benchmarks/engine_vs_torch.py`` compares with PyTorch on the same network.
 """
+from pipeline.nn.digest import sha256_arrays
 from pipeline.nn.losses import SoftmaxCrossEntropy, softmax
-from pipeline.nn.model import (PRESETS, Sequential, build_model, load_model, preset_spec,
-                               save_model)
-from pipeline.nn.optim import SGD, Adam, make_schedule
+from pipeline.nn.model import Sequential, build_model
+from pipeline.nn.optim import OPTIMIZERS, SCHEDULES, SGD, Adam, make_schedule
+from pipeline.nn.presets import PRESETS, preset_spec
+from pipeline.nn.serialize import model_from_state, model_state
+from pipeline.nn.train import TrainConfig, train
 
-__all__ = ["PRESETS", "Sequential", "build_model", "load_model", "preset_spec", "save_model",
-           "SoftmaxCrossEntropy", "softmax", "SGD", "Adam", "make_schedule"]
+__all__ = ["build_model", "preset_spec", "PRESETS", "Sequential", "model_state", "model_from_state",
+           "sha256_arrays", "SoftmaxCrossEntropy", "softmax", "SGD", "Adam", "make_schedule",
+           "OPTIMIZERS", "SCHEDULES", "TrainConfig", "train"]

@@ -8,9 +8,10 @@ Protocol (every layer):
   backward(dout) -> dx          fills grads; returns None when ``needs_input_grad`` is False
   output_shape(input_shape)     per-sample shape, no batch dimension
 
-Images are NCHW. Four-dimensional activations travel as (N, C, H, W) *views* of
-CHWN memory (batch innermost, see conv.py); elementwise layers preserve
-whatever layout they get.
+Images are NCHW. Four-dimensional activations travel as (N, C, H, W) arrays in
+whatever memory layout the kernel that produced them wrote (CHWN or CNHW, see
+pipeline/nn/kernels/layout.py); every layer accepts any layout and elementwise
+layers keep the one they get.
 The dtype of a layer is the dtype of its parameters; inputs are not cast here
 (the model casts once at the entrance).
 """
@@ -20,7 +21,7 @@ import math
 
 import numpy as np
 
-from pipeline.nn import conv as K
+from pipeline.nn import kernels as K
 
 INITS = ("he", "he_uniform", "glorot", "glorot_normal")
 
@@ -102,39 +103,6 @@ class Conv2D(Layer):
         dx, dW, db = K.conv2d_backward(dout, self._cache, self.needs_input_grad, self._ws)
         self.grads["W"][...] = dW
         self.grads["b"][...] = db
-        return dx
-
-
-class FusedConv:
-    """An execution step, not a spec layer: a Conv2D together with the ReLU
-    and/or 2x2/stride-2 max-pool right after it, run as one kernel. It shares
-    the conv layer's params and grads, so optimizers and state dicts see no
-    difference. Sequential builds these. ``block`` picks the full-width-row
-    kernel (conv.conv_block_*, stride 1 only) over the plain im2col GEMM one."""
-
-    def __init__(self, conv: Conv2D, relu: bool, pool: bool, block: bool) -> None:
-        if block and conv.stride != 1:
-            raise ValueError("the block kernel needs stride 1")
-        self.conv, self.relu, self.pool, self.block = conv, relu, pool, block
-        self.params, self.grads = conv.params, conv.grads
-        self._ws: dict = {}  # own scratch: a direct conv.forward() (feature maps) must not clobber it
-
-    def forward(self, x, training=False):
-        c = self.conv
-        if self.block:
-            out, self._cache = K.conv_block_forward(x, c.params["W"], c.params["b"], c.pad,
-                                                    self.relu, self.pool, self._ws)
-        else:
-            out, self._cache = K.conv2d_forward(x, c.params["W"], c.params["b"], c.stride, c.pad,
-                                                self._ws, self.relu, self.pool)
-        return out
-
-    def backward(self, dout):
-        c = self.conv
-        bwd = K.conv_block_backward if self.block else K.conv2d_backward
-        dx, dW, db = bwd(dout, self._cache, c.needs_input_grad, self._ws)
-        c.grads["W"][...] = dW
-        c.grads["b"][...] = db
         return dx
 
 

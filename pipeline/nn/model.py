@@ -1,220 +1,21 @@
-"""Models: a declarative spec (list of dicts, JSON round-trip exact), named presets,
-the Sequential container, a Keras-like summary, and save/load as a plain pickle.
+"""The Sequential container: a stack of layers built from a spec, run forward and
+backward (fused where :mod:`pipeline.nn.fusion` says so), its named parameters,
+state dict and Keras-like summary; and :func:`build_model`.
 
-Spec entries (defaults in brackets):
-  {"type": "conv", "filters": F, "kernel": k or [kh, kw], "stride": [1], "pad": [0], "init": ["he"]}
-  {"type": "relu"}
-  {"type": "maxpool", "size": [2], "stride": [size]}
-  {"type": "flatten"}
-  {"type": "dense", "units": U, "init": ["he"]}
-  {"type": "dropout", "rate": [0.5]}
-  {"type": "batchnorm", "momentum": [0.1], "eps": [1e-5]}
+Presets live in :mod:`pipeline.nn.presets`, spec checking and the layer factory
+in :mod:`pipeline.nn.spec`, the saved form in :mod:`pipeline.nn.serialize`.
 """
 from __future__ import annotations
 
 import copy
 import json
-import os
-from typing import Any
 
 import numpy as np
 
+from pipeline.nn import fusion
 from pipeline.nn import layers as L
 from pipeline.nn.losses import softmax
-
-FORMAT = "mnist-pipeline/model/v1"
-
-PRESETS: dict[str, list[dict]] = {
-    # Deep Learning from Scratch, ch. 7: SimpleConvNet
-    "simple": [
-        {"type": "conv", "filters": 30, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "flatten"},
-        {"type": "dense", "units": 100, "init": "he"},
-        {"type": "relu"},
-        {"type": "dense", "units": 10, "init": "he"},
-    ],
-    # LeNet-5 in its common modern form (ReLU and max-pooling instead of tanh and subsampling)
-    "lenet5": [
-        {"type": "conv", "filters": 6, "kernel": 5, "stride": 1, "pad": 2, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "conv", "filters": 16, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "flatten"},
-        {"type": "dense", "units": 120, "init": "he"},
-        {"type": "relu"},
-        {"type": "dense", "units": 84, "init": "he"},
-        {"type": "relu"},
-        {"type": "dense", "units": 10, "init": "glorot"},
-    ],
-    # The pipeline's default: two 5x5 conv blocks; about 1.4x the cost of "simple" per epoch
-    # and about 0.3 points more accurate with augmentation (99.3-99.4% test on MNIST).
-    "twoconv": [
-        {"type": "conv", "filters": 16, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "conv", "filters": 32, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "flatten"},
-        {"type": "dense", "units": 100, "init": "he"},
-        {"type": "relu"},
-        {"type": "dense", "units": 10, "init": "he"},
-    ],
-    # The documented stronger configuration (with augmentation and ~20 epochs): wider convs,
-    # a wide dense layer and dropout against the over-fitting that width brings.
-    "strong": [
-        {"type": "conv", "filters": 32, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "conv", "filters": 64, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "flatten"},
-        {"type": "dense", "units": 256, "init": "he"},
-        {"type": "relu"},
-        {"type": "dropout", "rate": 0.4},
-        {"type": "dense", "units": 10, "init": "glorot"},
-    ],
-    "seed-torch": [
-        {"type": "conv", "filters": 16, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "conv", "filters": 32, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "conv", "filters": 64, "kernel": 5, "stride": 1, "pad": 0, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "flatten"},
-        {"type": "dense", "units": 100, "init": "he"},
-        {"type": "relu"},
-        {"type": "dense", "units": 10, "init": "he"},
-    ],
-    # Keras-style: conv -> ReLU -> BatchNorm blocks
-    "seed-keras": [
-        {"type": "conv", "filters": 32, "kernel": 3, "stride": 1, "pad": 1, "init": "glorot"},
-        {"type": "relu"},
-        {"type": "batchnorm", "momentum": 0.1, "eps": 1e-5},
-        {"type": "conv", "filters": 32, "kernel": 3, "stride": 1, "pad": 1, "init": "glorot"},
-        {"type": "relu"},
-        {"type": "batchnorm", "momentum": 0.1, "eps": 1e-5},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "dropout", "rate": 0.25},
-        {"type": "conv", "filters": 64, "kernel": 3, "stride": 1, "pad": 1, "init": "glorot"},
-        {"type": "relu"},
-        {"type": "batchnorm", "momentum": 0.1, "eps": 1e-5},
-        {"type": "conv", "filters": 64, "kernel": 3, "stride": 1, "pad": 1, "init": "glorot"},
-        {"type": "relu"},
-        {"type": "batchnorm", "momentum": 0.1, "eps": 1e-5},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "dropout", "rate": 0.25},
-        {"type": "flatten"},
-        {"type": "dense", "units": 512, "init": "glorot"},
-        {"type": "relu"},
-        {"type": "dense", "units": 10, "init": "glorot"},
-    ],
-    # Deep Learning from Scratch, ch. 8: DeepConvNet (conv4 has pad 2 so 14 -> 16 -> pool 8)
-    "deep": [
-        {"type": "conv", "filters": 16, "kernel": 3, "stride": 1, "pad": 1, "init": "he"},
-        {"type": "relu"},
-        {"type": "conv", "filters": 16, "kernel": 3, "stride": 1, "pad": 1, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "conv", "filters": 32, "kernel": 3, "stride": 1, "pad": 1, "init": "he"},
-        {"type": "relu"},
-        {"type": "conv", "filters": 32, "kernel": 3, "stride": 1, "pad": 2, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "conv", "filters": 64, "kernel": 3, "stride": 1, "pad": 1, "init": "he"},
-        {"type": "relu"},
-        {"type": "conv", "filters": 64, "kernel": 3, "stride": 1, "pad": 1, "init": "he"},
-        {"type": "relu"},
-        {"type": "maxpool", "size": 2, "stride": 2},
-        {"type": "flatten"},
-        {"type": "dense", "units": 50, "init": "he"},
-        {"type": "relu"},
-        {"type": "dropout", "rate": 0.5},
-        {"type": "dense", "units": 10, "init": "he"},
-    ],
-}
-
-# type -> (layer class name for the summary, required keys, optional keys with defaults)
-_SCHEMA: dict[str, tuple[str, dict[str, type], dict[str, Any]]] = {
-    "conv": ("Conv2D", {"filters": int, "kernel": (int, list)},
-             {"stride": 1, "pad": 0, "init": "he"}),
-    "relu": ("ReLU", {}, {}),
-    "maxpool": ("MaxPool2D", {}, {"size": 2, "stride": None}),
-    "flatten": ("Flatten", {}, {}),
-    "dense": ("Dense", {"units": int}, {"init": "he"}),
-    "dropout": ("Dropout", {}, {"rate": 0.5}),
-    "batchnorm": ("BatchNorm", {}, {"momentum": 0.1, "eps": 1e-5}),
-}
-
-
-def preset_spec(name: str) -> list[dict]:
-    """A deep copy of the named preset's spec."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown model preset {name!r}; valid presets: {', '.join(sorted(PRESETS))}")
-    return copy.deepcopy(PRESETS[name])
-
-
-def _check_entry(i: int, entry: Any) -> dict:
-    """Validate one spec entry; returns it with defaults filled in."""
-    if not isinstance(entry, dict) or "type" not in entry:
-        raise ValueError(f"spec entry {i} must be a dict with a 'type' key, got {entry!r}")
-    kind = entry["type"]
-    if kind not in _SCHEMA:
-        raise ValueError(f"spec entry {i}: unknown layer type {kind!r}; valid: {', '.join(_SCHEMA)}")
-    _, required, optional = _SCHEMA[kind]
-    unknown = set(entry) - {"type"} - set(required) - set(optional)
-    if unknown:
-        raise ValueError(f"spec entry {i} ({kind}): unknown keys {sorted(unknown)}; "
-                         f"allowed: {sorted(set(required) | set(optional))}")
-    missing = [k for k in required if k not in entry]
-    if missing:
-        raise ValueError(f"spec entry {i} ({kind}): missing required keys {missing}")
-    full = {**optional, **entry}
-    for key in ("filters", "units", "stride", "pad", "size"):
-        v = full.get(key)
-        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < (0 if key == "pad" else 1)):
-            raise ValueError(f"spec entry {i} ({kind}): {key} must be an integer >= {0 if key == 'pad' else 1}, got {v!r}")
-    if kind == "conv":
-        k = full["kernel"]
-        ks = [k, k] if isinstance(k, int) else k
-        if len(ks) != 2 or not all(isinstance(v, int) and v >= 1 for v in ks):
-            raise ValueError(f"spec entry {i} (conv): kernel must be an int or [kh, kw] of ints >= 1, got {k!r}")
-    if "init" in full and full["init"] not in L.INITS:
-        raise ValueError(f"spec entry {i} ({kind}): unknown init {full['init']!r}; use one of {', '.join(L.INITS)}")
-    if kind == "dropout" and not (isinstance(full["rate"], (int, float)) and 0 <= full["rate"] < 1):
-        raise ValueError(f"spec entry {i} (dropout): rate must be in [0, 1), got {full['rate']!r}")
-    return full
-
-
-def _make_layer(e: dict, in_shape: tuple, rng: np.random.Generator, dtype) -> L.Layer:
-    kind = e["type"]
-    if kind == "conv":
-        if len(in_shape) != 3:
-            raise ValueError(f"conv needs (C, H, W) input, got {in_shape}")
-        k = e["kernel"] if isinstance(e["kernel"], int) else tuple(e["kernel"])
-        return L.Conv2D(in_shape[0], e["filters"], k, e["stride"], e["pad"], e["init"], rng, dtype)
-    if kind == "relu":
-        return L.ReLU()
-    if kind == "maxpool":
-        if len(in_shape) != 3:
-            raise ValueError(f"maxpool needs (C, H, W) input, got {in_shape}")
-        return L.MaxPool2D(e["size"], e["stride"])
-    if kind == "flatten":
-        return L.Flatten()
-    if kind == "dense":
-        if len(in_shape) != 1:
-            raise ValueError(f"dense needs flat input, got {in_shape}: add a flatten layer before it")
-        return L.Dense(in_shape[0], e["units"], e["init"], rng, dtype)
-    if kind == "dropout":
-        return L.Dropout(float(e["rate"]), rng)
-    return L.BatchNorm(in_shape[0], float(e["momentum"]), float(e["eps"]), dtype)
+from pipeline.nn.spec import check_entry, class_name, make_layer
 
 
 class Sequential:
@@ -233,9 +34,9 @@ class Sequential:
         self.shapes: list[tuple] = []  # per-sample output shape of each layer
         shape = self.input_shape
         for i, entry in enumerate(spec):
-            e = _check_entry(i, entry)
+            e = check_entry(i, entry)
             try:
-                layer = _make_layer(e, shape, rng, self.dtype)
+                layer = make_layer(e, shape, rng, self.dtype)
                 shape = layer.output_shape(shape)
             except ValueError as exc:
                 raise ValueError(f"spec entry {i} ({e['type']}) on input {shape}: {exc}") from exc
@@ -252,7 +53,7 @@ class Sequential:
         self.needs_input_grad = False
         self._set_input_grad()
         self.fuse = bool(fuse)
-        self.plan = self._make_plan() if self.fuse else list(self.layers)
+        self.plan = fusion.plan(self.layers, self.kinds) if self.fuse else list(self.layers)
 
     @property
     def rng(self) -> np.random.Generator:
@@ -267,38 +68,6 @@ class Sequential:
         for layer in self.layers:
             if hasattr(layer, "rng"):
                 layer.rng = rng
-
-    def _make_plan(self) -> list:
-        """The steps forward/backward run: the layers, except that a conv followed
-        by ReLU and/or a 2x2/stride-2 max-pool becomes one FusedConv, using the
-        block kernel where conv.prefer_block says it is faster. Same maths
-        (tests compare fused and unfused models); the layers stay as built, so
-        feature_maps and the per-layer protocol are unaffected."""
-        from pipeline.nn import conv as K
-
-        plan, i, n = [], 0, len(self.layers)
-        while i < n:
-            layer = self.layers[i]
-            if self.kinds[i] == "conv":
-                j, relu, pool = i + 1, False, False
-                while j < n and j <= i + 2:
-                    nxt = self.layers[j]
-                    if self.kinds[j] == "relu" and not relu:
-                        relu = True
-                    elif self.kinds[j] == "maxpool" and not pool and nxt.size == 2 and nxt.stride == 2:
-                        pool = True
-                    else:
-                        break
-                    j += 1
-                if relu or pool:
-                    _, C, kh, kw = layer.params["W"].shape
-                    block = layer.stride == 1 and K.prefer_block(C, kh, kw, pool)
-                    plan.append(L.FusedConv(layer, relu, pool, block))
-                    i = j
-                    continue
-            plan.append(layer)
-            i += 1
-        return plan
 
     def _set_input_grad(self) -> None:
         need = self.needs_input_grad
@@ -407,7 +176,7 @@ class Sequential:
         return int(sum(v.size for v in self.parameters().values()))
 
     def state_dict(self) -> dict:
-        """Plain dict of builtins and array copies (see save_model)."""
+        """Plain dict of builtins and array copies: {"spec", "input_shape", "params", "buffers"}."""
         return {"spec": copy.deepcopy(self.spec), "input_shape": list(self.input_shape),
                 "params": {k: v.copy() for k, v in self.parameters().items()},
                 "buffers": {k: v.copy() for k, v in self.buffers().items()}}
@@ -431,7 +200,7 @@ class Sequential:
         """Keras-like table: layer, output shape (None = batch), parameter count, then totals."""
         rows = [("Layer (type)", "Output Shape", "Param #")]
         for i, (kind, layer, shape) in enumerate(zip(self.kinds, self.layers, self.shapes)):
-            cls = _SCHEMA[kind][0]
+            cls = class_name(kind)
             n = sum(v.size for v in layer.params.values())
             rows.append((f"{i}.{kind} ({cls})", str((None,) + tuple(shape)), f"{n:,}"))
         w = [max(len(r[c]) for r in rows) + 3 for c in range(3)]
@@ -457,25 +226,3 @@ def build_model(spec: list[dict], input_shape: tuple = (1, 28, 28),
     if not isinstance(rng, np.random.Generator):
         raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     return Sequential(spec, input_shape, rng, dtype, fuse)
-
-
-def save_model(path: str | os.PathLike, model: Sequential) -> None:
-    """Write the model atomically as a pickle of builtins + ndarrays only, so it
-    loads without this package: {"format", "spec", "input_shape", "params", "buffers"}."""
-    from pipeline.store import write_pickle
-
-    write_pickle(path, {"format": FORMAT, **model.state_dict()})
-
-
-def load_model(path: str | os.PathLike, rng: np.random.Generator | None = None) -> Sequential:
-    """Rebuild a model saved by save_model."""
-    from pipeline.store import read_pickle
-
-    d = read_pickle(path)
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        got = d.get("format") if isinstance(d, dict) else type(d).__name__
-        raise ValueError(f"{path} is not a saved model (format {got!r}, expected {FORMAT!r}); "
-                         "save it with pipeline.nn.model.save_model")
-    model = build_model(d["spec"], tuple(d["input_shape"]), rng)
-    model.load_state_dict(d)
-    return model

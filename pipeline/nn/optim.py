@@ -1,8 +1,10 @@
-"""Optimizers (SGD with momentum/Nesterov, Adam) and learning-rate schedules.
+"""Optimizers (SGD with momentum/Nesterov, Adam) and learning-rate schedules, and the
+names a user may choose them by (:data:`OPTIMIZERS`, :data:`SCHEDULES`).
 
 Both optimizers follow torch.optim's update rules exactly, so a run can be
 compared step for step with PyTorch. ``step(params, grads)`` updates the
 parameter arrays in place (the model's live arrays); state is kept per name.
+This module imports only NumPy: the task layer imports the choice lists from it.
 """
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ import math
 from typing import Callable
 
 import numpy as np
+
+OPTIMIZERS = ("adam", "sgd")  # sgd = SGD with Nesterov momentum (see make_optimizer)
+SCHEDULES = ("constant", "step", "cosine")
 
 
 def _copy_arrays(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -116,7 +121,13 @@ class Adam:
         self.m, self.v = _copy_arrays(d["m"]), _copy_arrays(d["v"])
 
 
-SCHEDULES = ("constant", "step", "cosine")
+def make_optimizer(name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0):
+    """The optimizer called ``name`` (one of OPTIMIZERS): Adam, or SGD with Nesterov ``momentum``."""
+    if name == "adam":
+        return Adam(lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return SGD(lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; use one of {', '.join(OPTIMIZERS)}")
 
 
 def make_schedule(name: str, base_lr: float, total_epochs: int, **kw) -> Callable[[int], float]:

@@ -1,17 +1,19 @@
-"""Learning curves of one training run (matplotlib, Agg backend)."""
+"""Learning curves of one training run, and their caption computed from the history."""
 from __future__ import annotations
 
-import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
-def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
-    """Plot loss and accuracy per epoch (train and validation) to a PNG at ``path``.
+def learning_curves(history: Sequence[dict]) -> "Figure":
+    """Loss and accuracy per epoch (train and validation), side by side.
 
     ``history`` is a list of per-epoch dicts with epoch, train_loss, val_loss,
     train_acc and val_acc (missing keys are skipped).
     """
-    from pipeline.figures import new_figure, save_png
+    from pipeline.figures import new_figure
 
     epochs = [h["epoch"] for h in history]
     fig = new_figure(10, 3.6, layout=None)
@@ -26,4 +28,20 @@ def learning_curves(history: Sequence[dict], path: str | os.PathLike) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    save_png(fig, path)
+    return fig
+
+
+def learning_curves_caption(history: Sequence[dict], best_epoch: int, stopped_early: bool = False) -> str:
+    """What the learning curves show, in a sentence or two, from the history itself."""
+    best = next(h for h in history if h["epoch"] == best_epoch)
+    first, last = history[0], history[-1]
+    text = (f"Cross-entropy and accuracy per epoch on the training and validation splits. "
+            f"Validation accuracy was best in epoch {best_epoch} of {len(history)} "
+            f"({100 * best['val_acc']:.2f}%, validation loss {best['val_loss']:.4f}); "
+            f"the model keeps that epoch's parameters.")
+    if len(history) > 1:
+        text += (f" Training loss went from {first['train_loss']:.4f} to {last['train_loss']:.4f}, "
+                 f"validation loss from {first['val_loss']:.4f} to {last['val_loss']:.4f}.")
+    if stopped_early:
+        text += " Training stopped early: validation accuracy had stopped improving."
+    return text
