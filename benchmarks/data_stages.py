@@ -4,26 +4,25 @@
 
 Fetches from the bundled copy (data/mirror/mnist) into a temporary data
 directory once, then runs each stage's ``run()`` ``--repeats`` times in this
-process and prints the median wall time of each (the issue's target:
-CleanData + ExploreData under 60 s together). It also prints what the audit
-found, so the figure and the findings come from the same run.
+process and prints the median wall time of each (the target: CleanData +
+ExploreData under 60 s together). It also prints what the audit found, so the
+figure and the findings come from the same run. Needs the package installed
+(``pip install -e .``).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import sys
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import luigi
+import luigi.configuration
 
-import luigi  # noqa: E402
-import luigi.configuration  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -38,23 +37,16 @@ def main() -> None:
     config.set("storage", "data_dir", str(root))
     config.set("FetchMNIST", "mirrors", json.dumps([str(REPO / "data" / "mirror" / "mnist")]))
 
-    from pipeline import store
-    from tasks.data import CleanData
-    from tasks.explore import ExploreData
-    from tasks.acquire import FetchMNIST
-    from tasks.data import PrepareData
+    from pipeline.result import read_result
+    from tasks import CleanData, ExploreData, FetchMNIST, PrepareData
 
     if not luigi.build([FetchMNIST()], local_scheduler=True, log_level="WARNING"):
-        raise SystemExit("FetchMNIST failed: is data/mirror/mnist complete?")
+        raise SystemExit("fetching MNIST failed: is data/mirror/mnist complete?")
     stages = [
         ("CleanData", CleanData()),
         ("PrepareData", PrepareData(train_limit=args.train_limit)),
         ("ExploreData", ExploreData(train_limit=args.train_limit)),
     ]
-    for _, task in stages:
-        # Outside a Luigi worker these scheduler callbacks are None; progress is not measured here.
-        task.set_progress_percentage = lambda *_: None
-        task.set_status_message = lambda *_: None
     times: dict[str, list[float]] = {name: [] for name, _ in stages}
     for _ in range(args.repeats):
         for name, task in stages:
@@ -68,7 +60,7 @@ def main() -> None:
     total = statistics.median(times["CleanData"]) + statistics.median(times["ExploreData"])
     print(f"{'Clean+Explore':12s} median {total:6.2f} s   (target < 60 s)")
 
-    report = store.read_json(stages[0][1].output_dir() / "clean_report.json")
+    report = read_result(stages[0][1].output_dir())["summary"]
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     print("findings on real MNIST:",

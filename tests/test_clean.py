@@ -1,4 +1,5 @@
-"""Cleaning audit and policies (pipeline/clean.py), per-image features (pipeline/features.py), CleanData."""
+"""Cleaning: the audit (pipeline/data/audit.py), policies (pipeline/data/clean.py), per-image features
+(pipeline/data/features.py), the stage result (pipeline/data/clean_stage.py) and CleanData."""
 from __future__ import annotations
 
 import json
@@ -9,7 +10,9 @@ import pandas as pd
 import pytest
 
 from conftest import storage_at
-from pipeline import clean, features, store
+from pipeline import store
+from pipeline.data import audit, clean, clean_stage, features
+from pipeline.result import read_result, write_result
 
 
 def random_digits(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -67,8 +70,8 @@ def test_duplicate_groups_match_the_dict_reference_and_see_label_conflicts():
     images[50] = images[10]
     images[120] = images[10]
     images[77] = images[3]
-    groups = clean.duplicate_groups(images, labels, "train")
-    assert sorted(groups["indices"]) == clean.duplicate_groups_reference(images) == [[3, 77], [10, 50, 120]]
+    groups = audit.duplicate_groups(images, labels, "train")
+    assert sorted(groups["indices"]) == audit.duplicate_groups_reference(images) == [[3, 77], [10, 50, 120]]
     by_first = groups.set_index("first_index")
     assert by_first.loc[10, "count"] == 3
     assert by_first.loc[10, "labels"] == [0]  # 10, 50 and 120 all have label 0
@@ -80,7 +83,7 @@ def test_pixel_hashes_are_equal_exactly_for_equal_images():
     images[1] = images[0]
     images[2] = images[0]
     images[2, 14, 14] ^= 1  # one pixel differs by one grey level
-    h = clean.pixel_hashes(images)
+    h = audit.pixel_hashes(images)
     assert h[0] == h[1] and h[0] != h[2]
     assert len(set(h.tolist())) == 49
 
@@ -91,7 +94,7 @@ def test_cross_duplicates_report_every_leaking_pair():
     train[40] = test[7]
     train[41] = test[7]
     train[90] = test[2]
-    leak = clean.cross_duplicates(train, ytr, test, yte)
+    leak = audit.cross_duplicates(train, ytr, test, yte)
     assert list(zip(leak["train_index"], leak["test_index"])) == [(40, 7), (41, 7), (90, 2)]
     assert leak["same_label"].tolist() == [ytr[40] == yte[7], ytr[41] == yte[7], ytr[90] == yte[2]]
 
@@ -100,7 +103,7 @@ def test_cross_duplicates_report_every_leaking_pair():
 def test_class_zscores_are_within_class():
     values = np.array([1.0, 2.0, 3.0, 100.0, 200.0, 300.0, 5.0])
     labels = np.array([0, 0, 0, 1, 1, 1, 2])
-    z = clean.class_zscores(values, labels)
+    z = audit.class_zscores(values, labels)
     sd0 = np.std([1.0, 2.0, 3.0])
     assert z[:3] == pytest.approx([-1 / sd0, 0, 1 / sd0])
     assert z[3:6] == pytest.approx(z[:3])  # same shape of spread, 100x the scale
@@ -148,7 +151,7 @@ def test_flag_keeps_everything_and_lists_the_flags(dirty):
 
 def test_keep_audits_but_carries_no_flags(dirty):
     r = clean.clean(*dirty, policy="keep")
-    assert r.flags.empty and list(r.flags.columns) == clean.FLAG_COLUMNS
+    assert r.flags.empty and list(r.flags.columns) == audit.FLAG_COLUMNS
     assert r.report["duplicates"]["train"]["extra_copies"] == 1  # the audit still ran
     assert r.report["counts"]["after"]["train"] == 300
 
@@ -164,7 +167,7 @@ def test_drop_removes_flagged_training_images_and_never_touches_test(dirty):
     assert np.array_equal(r.train_labels, ytr[r.train_source_index])
     assert np.array_equal(r.test_images, test) and np.array_equal(r.test_source_index, np.arange(60))
     assert r.report["counts"]["dropped"]["test"] == 0 and r.report["test_altered"] is False
-    assert len(clean.cross_duplicates(r.train_images, r.train_labels, test, yte)) == 0
+    assert len(audit.cross_duplicates(r.train_images, r.train_labels, test, yte)) == 0
 
 
 def test_bad_labels_and_bad_policy_are_refused_with_a_reason():
@@ -182,9 +185,64 @@ def test_bad_labels_and_bad_policy_are_refused_with_a_reason():
 
 
 def test_label_audit_reports_type_range_and_counts():
-    audit = clean.label_audit(np.array([0, 1, 1, 9], np.uint8), "train")
-    assert audit == {"split": "train", "dtype": "uint8", "integer": True, "n": 4, "min": 0, "max": 9,
+    found = audit.label_audit(np.array([0, 1, 1, 9], np.uint8), "train")
+    assert found == {"split": "train", "dtype": "uint8", "integer": True, "n": 4, "min": 0, "max": 9,
                      "in_range": True, "counts": [1, 2, 0, 0, 0, 0, 0, 0, 0, 1]}
+
+
+# ------------------------------------------------------------------ the stage result
+def test_clean_stage_result_describes_the_audit_and_writes_every_file(dirty, tmp_path):
+    train, ytr, test, yte = dirty
+    result = clean_stage.clean_splits(train, ytr, test, yte, policy="drop")
+    report = clean.clean(train, ytr, test, yte, policy="drop").report
+    assert result.title == "Cleaning" and result.summary == report
+    headline = dict(result.headline)
+    flagged = report["flags"]["flagged_train_images"]
+    assert headline["Cleaning policy"] == "drop"
+    assert headline["Training images before"] == 300 and headline["Training images after"] == 300 - flagged
+    assert headline["Test images (never altered)"] == 60
+    assert headline["Duplicate copies (train)"] == 1 and headline["Train/test leakage pairs"] == 1
+    assert headline["Flagged training images"] == flagged >= 3
+    # The cleaned artifact: the same keys and dtypes later stages load.
+    cleaned = result.artifacts["cleaned"]
+    assert list(cleaned) == ["train_images", "train_labels", "test_images", "test_labels", "train_source_index",
+                             "test_source_index", "policy", "flags"]
+    assert cleaned["train_labels"].dtype == cleaned["test_labels"].dtype == np.int64
+    assert cleaned["train_images"].dtype == np.uint8 and len(cleaned["train_images"]) == 300 - flagged
+    assert cleaned["policy"] == "drop" and isinstance(cleaned["flags"], pd.DataFrame)
+    # The figure's caption states the numbers it shows, and the policy.
+    (figure,) = result.figures
+    assert figure.name == "flagged_examples"
+    total = report["flags"]["flagged_train_images"] + report["flags"]["flagged_test_images"]
+    assert f"of the {total:,} flagged images ({flagged:,} train," in figure.caption
+    assert "1 also in test" in figure.caption and "1 duplicate copies" in figure.caption
+    assert f"|z| > {report['settings']['z_threshold']:g}" in figure.caption
+    assert f"Policy 'drop': {report['policy_note']}" in figure.caption
+
+    write_result(result, tmp_path)
+    index = read_result(tmp_path)
+    assert index["summary"] == json.loads(json.dumps(report))
+    assert [t["file"] for t in index["tables"]] == ["counts.pkl", "label_audit.pkl", "flag_summary.pkl"]
+    for table in index["tables"]:
+        assert isinstance(pd.read_pickle(tmp_path / table["file"]), pd.DataFrame)
+    for name in ("duplicates", "leakage", "flags"):
+        assert isinstance(pd.read_pickle(tmp_path / f"{name}.pkl"), pd.DataFrame)
+    png = (tmp_path / "flagged_examples.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
+    assert store.read_pickle(tmp_path / "cleaned.pkl")["train_source_index"].tolist() == cleaned["train_source_index"].tolist()
+
+
+def test_clean_stage_without_flags_draws_a_note_and_says_so(tmp_path):
+    train, ytr = random_digits(100, seed=11)
+    test, yte = random_digits(20, seed=12)
+    settings = audit.CleanSettings(z_threshold=1e6, min_ink_pixels=0)  # nothing can be an outlier or near-empty
+    result = clean_stage.clean_splits(train, ytr, test, yte, policy="flag", settings=settings)
+    (figure,) = result.figures
+    assert figure.caption.startswith("No image was flagged") and "above 1e+06" in figure.caption
+    assert dict(result.headline)["Flagged training images"] == 0
+    write_result(result, tmp_path)
+    png = (tmp_path / "flagged_examples.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 5000
 
 
 # ------------------------------------------------------------------ the task, on real MNIST
@@ -205,7 +263,9 @@ def test_clean_data_task_on_real_mnist(tmp_path, mnist_dir):
     assert np.array_equal(cleaned["train_source_index"], np.arange(60000))
     assert cleaned["policy"] == "flag" and isinstance(cleaned["flags"], pd.DataFrame)
 
-    report = json.loads((out / "clean_report.json").read_text())
+    index = read_result(out)
+    report = index["summary"]
+    assert index["title"] == "Cleaning"
     assert report["policy"] == "flag" and report["test_altered"] is False
     # Real MNIST has no exact duplicates within or across its splits.
     assert report["duplicates"]["train"]["extra_copies"] == 0 == report["duplicates"]["test"]["extra_copies"]
@@ -216,9 +276,15 @@ def test_clean_data_task_on_real_mnist(tmp_path, mnist_dir):
     outliers = cleaned["flags"][cleaned["flags"]["reason"] == "outlier"]
     assert len(outliers) == report["flags"]["flagged_train_images"] + report["flags"]["flagged_test_images"] > 0
     assert (np.fmax(outliers["z_ink_mass"].abs(), outliers["z_bbox_area"].abs()) > 4).all()
-    for table in report["tables"]:
+    headline = dict(map(tuple, index["headline"]))
+    assert headline["Flagged training images"] == report["flags"]["flagged_train_images"]
+    assert headline["Train/test leakage pairs"] == 0 and headline["Training images after"] == 60000
+    assert len(index["tables"]) == 3
+    for table in index["tables"]:
         assert isinstance(pd.read_pickle(out / table["file"]), pd.DataFrame)
-    for figure in report["figures"]:
+    assert len(index["figures"]) == 1
+    for figure in index["figures"]:
         assert (out / figure["file"]).read_bytes().startswith(b"\x89PNG")
+        assert f"{len(outliers):,} flagged images" in figure["caption"]
     for name in ("duplicates", "leakage", "flags"):
         assert isinstance(pd.read_pickle(out / f"{name}.pkl"), pd.DataFrame)

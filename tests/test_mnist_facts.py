@@ -1,33 +1,36 @@
-"""The facts of shared/datasets/mnist/README.md, checked on the real files through this pipeline's code."""
+"""The facts of the MNIST dataset's README, checked on the bundled real files through this pipeline's code."""
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pipeline import clean, normalize
-from pipeline.acquire.idx import read_pair
-
-MNIST = Path(__file__).resolve().parents[1] / "data" / "mirror" / "mnist"
+from pipeline.data import audit, normalize
+from pipeline.data.clean_stage import read_splits
 
 TRAIN_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
 TEST_COUNTS = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
 
 
-@pytest.fixture(scope="module")
-def mnist():
-    if not (MNIST / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"real MNIST not found at {MNIST}: copy ../shared/datasets/mnist/*.gz there")
-    train = read_pair(MNIST / "train-images-idx3-ubyte.gz", MNIST / "train-labels-idx1-ubyte.gz")
-    test = read_pair(MNIST / "t10k-images-idx3-ubyte.gz", MNIST / "t10k-labels-idx1-ubyte.gz")
-    return {"x_train": train[0], "y_train": train[1], "x_test": test[0], "y_test": test[1]}
+@functools.cache
+def _read(directory: Path) -> dict[str, np.ndarray]:
+    """The four arrays, read once per test session."""
+    splits = read_splits(directory)
+    return {"x_train": splits["train"][0], "y_train": splits["train"][1],
+            "x_test": splits["test"][0], "y_test": splits["test"][1]}
+
+
+@pytest.fixture
+def mnist(mnist_dir):
+    return _read(mnist_dir)
 
 
 def test_label_counts(mnist):
     assert np.bincount(mnist["y_train"], minlength=10).tolist() == TRAIN_COUNTS
     assert np.bincount(mnist["y_test"], minlength=10).tolist() == TEST_COUNTS
-    assert clean.label_audit(mnist["y_train"], "train")["counts"] == TRAIN_COUNTS
+    assert audit.label_audit(mnist["y_train"], "train")["counts"] == TRAIN_COUNTS
 
 
 def test_first_labels(mnist):
@@ -50,6 +53,6 @@ def test_minmax_normalized_training_data_spans_exactly_zero_to_one(mnist):
 
 
 def test_real_mnist_has_no_exact_duplicates_and_no_train_test_leakage(mnist):
-    assert clean.duplicate_groups(mnist["x_train"], mnist["y_train"], "train").empty
-    assert clean.duplicate_groups(mnist["x_test"], mnist["y_test"], "test").empty
-    assert clean.cross_duplicates(mnist["x_train"], mnist["y_train"], mnist["x_test"], mnist["y_test"]).empty
+    assert audit.duplicate_groups(mnist["x_train"], mnist["y_train"], "train").empty
+    assert audit.duplicate_groups(mnist["x_test"], mnist["y_test"], "test").empty
+    assert audit.cross_duplicates(mnist["x_train"], mnist["y_train"], mnist["x_test"], mnist["y_test"]).empty

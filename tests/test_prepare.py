@@ -1,14 +1,15 @@
-"""Normalisation (pipeline/normalize.py), stratified split (pipeline/split.py) and the PrepareData task."""
+"""Normalisation (pipeline/data/normalize.py), stratified split (pipeline/data/split.py), the preparation
+stage (pipeline/data/prepare.py) and the PrepareData task."""
 from __future__ import annotations
-
-import json
 
 import luigi
 import numpy as np
 import pytest
 
 from conftest import storage_at
-from pipeline import normalize, split, store
+from pipeline import store
+from pipeline.data import normalize, prepare, split
+from pipeline.result import read_result
 
 
 def images_in(lo: int, hi: int, n: int = 50, seed: int = 0) -> np.ndarray:
@@ -102,6 +103,49 @@ def test_val_fraction_outside_zero_to_half_is_refused(bad):
         split.check_val_fraction(bad)
 
 
+# ------------------------------------------------------------------ the stage result
+def cleaned_like(n: int = 400, seed: int = 0) -> dict:
+    """A cleaned-stage artifact of n training and 50 test images, with gaps in the source indices."""
+    rng = np.random.default_rng(seed)
+    return {"train_images": rng.integers(0, 256, size=(n, 28, 28)).astype(np.uint8),
+            "train_labels": np.arange(n) % 10,
+            "test_images": rng.integers(0, 256, size=(50, 28, 28)).astype(np.uint8),
+            "test_labels": np.arange(50) % 10,
+            "train_source_index": np.arange(n, dtype=np.int64) * 2,
+            "test_source_index": np.arange(50, dtype=np.int64),
+            "policy": "drop"}
+
+
+def test_prepare_stage_splits_with_the_seeded_generator_and_normalizes_with_training_statistics():
+    cleaned = cleaned_like()
+    result = prepare.prepare_stage(cleaned, seed=9, val_fraction=0.2, normalization="standardize", train_limit=300)
+    data = result.artifacts["data"]
+    # Bit for bit what the split and the normaliser give with np.random.default_rng(seed).
+    y = cleaned["train_labels"][:300]
+    tr, va = split.stratified_split(y, 0.2, np.random.default_rng(9))
+    stats = normalize.fit_normalizer(cleaned["train_images"][:300][tr], "standardize")
+    assert data["normalization"] == stats
+    assert np.array_equal(data["x_train"], normalize.apply_normalizer(cleaned["train_images"][:300][tr], stats))
+    assert np.array_equal(data["x_val"], normalize.apply_normalizer(cleaned["train_images"][:300][va], stats))
+    assert np.array_equal(data["x_test"], normalize.apply_normalizer(cleaned["test_images"], stats))
+    assert np.array_equal(data["train_source_index"], 2 * tr) and np.array_equal(data["val_source_index"], 2 * va)
+    assert list(data) == ["x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "train_source_index",
+                          "val_source_index", "test_source_index", "normalization", "class_counts", "seed"]
+    assert data["y_train"].dtype == np.int64 and data["seed"] == 9
+    assert data["class_counts"]["val"] == np.bincount(y[va], minlength=10).tolist()
+
+    summary = result.summary
+    assert result.title == "Preparation"
+    assert (summary["n_train"], summary["n_val"], summary["n_test"]) == (240, 60, 50)
+    assert summary["clean_policy"] == "drop" and summary["train_limit"] == 300 and summary["val_fraction"] == 0.2
+    assert summary["value_range"]["x_val"] == [float(data["x_val"].min()), float(data["x_val"].max())]
+    headline = dict(result.headline)
+    assert headline["Training images"] == 240 and headline["Test images"] == 50
+    assert headline["Normalization"] == "standardize"
+    assert headline["Training pixel mean / std (on [0, 1])"] == f"{stats['mean']:.4f} / {stats['std']:.4f}"
+    assert headline["Split seed"] == 9
+
+
 # ------------------------------------------------------------------ the task, on real MNIST
 def build(root, tasks, mnist_dir) -> bool:
     from tasks.acquire import FetchMNIST
@@ -136,9 +180,15 @@ def test_prepare_data_on_a_real_mnist_subset(tmp_path, mnist_dir):
     assert data["y_test"][:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     assert data["class_counts"]["test"] == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert data["seed"] == 3
-    meta = json.loads((out / "meta.json").read_text())
+    index = read_result(out)
+    meta = index["summary"]
     assert meta["n_train"] == 1800 and meta["proportion_check"]["ok"] is True
     assert meta["normalization"]["method"] == "minmax" and meta["clean_policy"] == "flag"
+    assert meta["value_range"]["x_train"] == [0.0, 1.0]
+    headline = dict(map(tuple, index["headline"]))
+    assert headline["Training images"] == 1800 and headline["Validation images"] == 200
+    assert headline["Normalization"] == "minmax" and headline["Training pixel min / max (raw)"] == "0 / 255"
+    assert headline["Value range of x_train"] == "0 to 1"
 
 
 def test_prepare_data_standardized_and_seeded(tmp_path, mnist_dir):

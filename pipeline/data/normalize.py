@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 METHODS = ("minmax", "standardize")
+DEFAULT_METHOD = "minmax"
 
 
-def fit_normalizer(train_images: np.ndarray, method: str = "minmax") -> dict:
+def fit_normalizer(train_images: np.ndarray, method: str = DEFAULT_METHOD) -> dict:
     """Fit the statistics on training images.
 
     train_images : uint8 ndarray of shape (N, H, W), N >= 1
@@ -69,7 +70,7 @@ def apply_normalizer(images: np.ndarray, stats: dict) -> np.ndarray:
     return out[:, None, :, :]                                             # (N, 1, H, W)
 
 
-def fit_normalizer_reference(train_images: np.ndarray, method: str = "minmax") -> dict:
+def fit_normalizer_reference(train_images: np.ndarray, method: str = DEFAULT_METHOD) -> dict:
     """The same statistics with float64 NumPy reductions: the test oracle."""
     x = np.asarray(train_images, dtype=np.float64)
     lo, hi = x.min(), x.max()

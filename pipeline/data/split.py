@@ -63,7 +63,7 @@ def class_proportions(splits: dict[str, np.ndarray], n_classes: int = 10) -> "pd
     returns: DataFrame indexed by digit, one column of fractions per split
              plus "max_abs_diff" (largest gap between splits for that digit).
     """
-    import pandas as pd  # here, not at the top: PrepareData imports this module when it is built
+    import pandas as pd  # here, not at the top: the task layer imports this module when a task is built
 
     frame = pd.DataFrame(
         {

@@ -166,26 +166,6 @@ def most_similar_pairs(similarity: pd.DataFrame, k: int = 3) -> list[dict]:
     return [{"a": int(i[o]), "b": int(j[o]), "cosine": float(sim[i[o], j[o]])} for o in order]
 
 
-def rows_for_sources(available: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Positions in ``available`` (sorted source indices) of each of ``wanted``.
-
-    Maps a split's source indices (e.g. PrepareData's train_source_index) to rows
-    of the cleaned uint8 arrays; raises if one is missing, since that means the
-    two inputs come from different runs.
-    """
-    available = np.asarray(available)
-    wanted = np.asarray(wanted)
-    pos = np.searchsorted(available, wanted)
-    ok = (pos < len(available)) & (available[np.minimum(pos, len(available) - 1)] == wanted)
-    if wanted.size and not ok.all():
-        missing = wanted[~ok][:5].tolist()
-        raise ValueError(
-            f"source indices {missing} are not in the cleaned data: the prepared and cleaned inputs "
-            "come from different runs; rerun CleanData and PrepareData with the same clean_policy"
-        )
-    return pos
-
-
 def explore_splits(images: dict[str, np.ndarray], labels: dict[str, np.ndarray], rng: np.random.Generator,
                    pca_sample: int = 3000) -> dict:
     """Every exploration statistic of the splits, ready to write.
