@@ -92,3 +92,17 @@ def test_the_real_mnist_parses_with_the_published_facts(mnist_dir):
     assert np.bincount(test_y).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert train_y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert test_y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+
+
+def test_content_that_does_not_hash_to_the_pinned_value_is_refused(tmp_path):
+    import gzip
+    import hashlib
+
+    from pipeline.acquire.idx import read_labels
+
+    raw = struct.pack(">IIB", 2049, 3, 0)[:8] + bytes([1, 2, 3])
+    path = tmp_path / "labels.gz"
+    path.write_bytes(gzip.compress(raw))
+    assert read_labels(path, hashlib.sha256(raw).hexdigest()).tolist() == [1, 2, 3]
+    with pytest.raises(IdxError, match=r"labels\.gz: content sha256 .* is not the expected .*delete it and rerun"):
+        read_labels(path, "0" * 64)

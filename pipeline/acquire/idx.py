@@ -8,6 +8,7 @@ have magic 2049 (1 dimension, 8-byte header); images have magic 2051
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import struct
 import zlib
@@ -24,18 +25,26 @@ class IdxError(ValueError):
     """An IDX file is malformed; the message names the file and the defect."""
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The decompressed bytes of ``path`` (gzip if it ends in .gz)."""
+def read_bytes(path: str | os.PathLike, expected_sha256: str | None = None) -> bytes:
+    """The decompressed bytes of ``path`` (gzip if it ends in .gz); with ``expected_sha256``, only
+    if they hash to it (the pinned content of an MNIST file: what was verified when it was fetched)."""
     path = Path(path)
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
+                raw = fh.read()
+        else:
+            raw = path.read_bytes()
     except (OSError, EOFError, zlib.error) as exc:
         raise IdxError(
             f"{path}: cannot decompress ({exc}); the file is truncated or corrupt: delete it and fetch again"
         ) from exc
+    if expected_sha256 is not None:
+        actual = hashlib.sha256(raw).hexdigest()
+        if actual != expected_sha256:
+            raise IdxError(f"{path}: content sha256 {actual} is not the expected {expected_sha256}; the file "
+                           f"changed after it was verified: delete it and rerun, the pipeline fetches it again")
+    return raw
 
 
 def parse_header(raw: bytes, length: int, name: str = "<bytes>") -> tuple[tuple[int, ...], int]:
@@ -91,17 +100,17 @@ def check_header(raw: bytes, length: int, name: str, kind: str) -> tuple[int, ..
     return dims
 
 
-def read_images(path: str | os.PathLike) -> np.ndarray:
-    """Read an MNIST image file. Returns uint8 array of shape (N, 28, 28)."""
-    raw = read_bytes(path)
+def read_images(path: str | os.PathLike, expected_sha256: str | None = None) -> np.ndarray:
+    """Read an MNIST image file (checked against ``expected_sha256`` when given). Returns uint8 (N, 28, 28)."""
+    raw = read_bytes(path, expected_sha256)
     name = Path(path).name
     check_header(raw, len(raw), name, "images")
     return parse_idx(raw, name)
 
 
-def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """Read an MNIST label file. Returns uint8 array of shape (N,) with values 0..9."""
-    raw = read_bytes(path)
+def read_labels(path: str | os.PathLike, expected_sha256: str | None = None) -> np.ndarray:
+    """Read an MNIST label file (checked against ``expected_sha256`` when given). Returns uint8 (N,) in 0..9."""
+    raw = read_bytes(path, expected_sha256)
     name = Path(path).name
     check_header(raw, len(raw), name, "labels")
     labels = parse_idx(raw, name)
@@ -110,12 +119,15 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return labels
 
 
-def read_pair(images_path: str | os.PathLike, labels_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """Read matching image and label files; their counts must agree.
+def read_pair(images_path: str | os.PathLike, labels_path: str | os.PathLike,
+              expected_sha256: tuple[str, str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read matching image and label files; their counts must agree (and their content hashes
+    ``expected_sha256`` = (images, labels), when given).
 
     Returns (images uint8 (N, 28, 28), labels uint8 (N,)).
     """
-    images, labels = read_images(images_path), read_labels(labels_path)
+    sha_images, sha_labels = expected_sha256 or (None, None)
+    images, labels = read_images(images_path, sha_images), read_labels(labels_path, sha_labels)
     if len(images) != len(labels):
         raise IdxError(
             f"{Path(images_path).name} has {len(images)} images but {Path(labels_path).name} has {len(labels)} labels"

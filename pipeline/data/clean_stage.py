@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.acquire.files import SPLIT_FILES
+from pipeline.acquire.files import BY_NAME, SPLIT_FILES
 from pipeline.acquire.idx import read_pair
 from pipeline.data.audit import CleanSettings
 from pipeline.data.clean import CleanResult, clean
@@ -31,9 +31,11 @@ REASON_WORDS = {"leakage": "also in test", "duplicate": "duplicate copies", "nea
 
 def read_splits(raw_dir: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{"train": (images uint8 (60000, 28, 28), labels uint8 (60000,)), "test": (... 10000 ...)}
-    from the IDX files in ``raw_dir``."""
+    from the IDX files in ``raw_dir``, each checked against MNIST's pinned content hash first
+    (nothing under the data directory is trusted because it is there)."""
     raw_dir = Path(raw_dir)
-    return {split: read_pair(raw_dir / images, raw_dir / labels) for split, (images, labels) in SPLIT_FILES.items()}
+    return {split: read_pair(raw_dir / images, raw_dir / labels, (BY_NAME[images].sha256, BY_NAME[labels].sha256))
+            for split, (images, labels) in SPLIT_FILES.items()}
 
 
 def cleaned_artifact(result: CleanResult) -> dict:

@@ -28,8 +28,11 @@ class Checkpoints:
     """Per-epoch checkpoints ``epoch-0007.pkl`` in one directory, written atomically.
 
     Only the newest ``keep`` (two) are kept: the older one is a spare should the
-    newest be unreadable. A checkpoint whose fingerprint differs from the current
-    run (other data, configuration or model) is ignored, never resumed from.
+    newest be unreadable. The directory's integrity manifest is rewritten after every
+    save, and a checkpoint is unpickled only when its sha256 matches it (and then only
+    as plain data): a checkpoint someone changed is ignored, never loaded. A checkpoint
+    whose fingerprint differs from the current run (other data, configuration or
+    model) is ignored too, never resumed from.
     """
 
     PATTERN = re.compile(r"^epoch-(\d{4,})\.pkl$")
@@ -55,15 +58,16 @@ class Checkpoints:
         store.write_pickle(path, {**state, "version": CHECKPOINT_VERSION, "fingerprint": self.fingerprint})
         for old_epoch, old in self.existing()[:-self.keep]:
             old.unlink(missing_ok=True)
+        store.write_manifest(self.directory, {"kind": "training checkpoints", "fingerprint": self.fingerprint})
         return path
 
     def load_latest(self) -> dict[str, Any] | None:
         """The newest readable checkpoint of this run, or None (none yet, or they belong to another run)."""
         for epoch, path in reversed(self.existing()):
             try:
-                state = store.read_pickle(path)
-            except (ValueError, OSError) as exc:
-                log.warning("ignoring unreadable checkpoint %s: %s", path, exc)
+                state = store.read_verified_pickle(path)
+            except (store.IntegrityError, OSError) as exc:
+                log.warning("ignoring checkpoint %s, which cannot be trusted: %s", path, exc)
                 continue
             if state.get("version") != CHECKPOINT_VERSION or state.get("fingerprint") != self.fingerprint:
                 log.warning("ignoring checkpoint %s: it belongs to another run (data, model or settings differ)", path)
