@@ -50,7 +50,7 @@ def main() -> None:
     args = parser.parse_args()
     config = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     spec = json.loads(args.spec) if args.spec else preset_spec(args.preset)
-    data = store.read_pickle(args.data)
+    data = store.read_verified_pickle(args.data)
     x, y = data["x_train"], data["y_train"]
     if args.limit:
         x, y = x[:args.limit], y[:args.limit]

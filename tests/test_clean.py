@@ -229,7 +229,7 @@ def test_clean_stage_result_describes_the_audit_and_writes_every_file(dirty, tmp
         assert isinstance(pd.read_pickle(tmp_path / f"{name}.pkl"), pd.DataFrame)
     png = (tmp_path / "flagged_examples.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
-    assert store.read_pickle(tmp_path / "cleaned.pkl")["train_source_index"].tolist() == cleaned["train_source_index"].tolist()
+    assert store.read_verified_pickle(tmp_path / "cleaned.pkl")["train_source_index"].tolist() == cleaned["train_source_index"].tolist()
 
 
 def test_clean_stage_without_flags_draws_a_note_and_says_so(tmp_path):
@@ -256,7 +256,7 @@ def test_clean_data_task_on_real_mnist(tmp_path, mnist_dir):
         assert luigi.build([fetch, task], local_scheduler=True, log_level="WARNING")
         out = task.output_dir()
     assert out.parent == tmp_path / "data" / "interim" and out.name.startswith("clean-flag-")
-    cleaned = store.read_pickle(out / "cleaned.pkl")
+    cleaned = store.read_verified_pickle(out / "cleaned.pkl")
     assert cleaned["train_images"].shape == (60000, 28, 28) and cleaned["train_images"].dtype == np.uint8
     assert cleaned["test_images"].shape == (10000, 28, 28)
     assert cleaned["train_labels"].dtype == np.int64 and cleaned["train_labels"][:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]

@@ -156,10 +156,10 @@ def test_explore_stage_result_writes_every_table_artifact_and_figure(tmp_path):
         frame = pd.read_pickle(tmp_path / table["file"])
         assert isinstance(frame, pd.DataFrame) and len(frame) <= 10 and table["title"]
     assert sorted(index["artifacts"]) == ["class_images.pkl", "features.pkl", "pca.pkl", "pixel_histogram.pkl"]
-    assert len(store.read_pickle(tmp_path / "pixel_histogram.pkl")) == 256
-    assert len(store.read_pickle(tmp_path / "features.pkl")) == 200
-    assert store.read_pickle(tmp_path / "class_images.pkl")["mean"].shape == (10, 28, 28)
-    assert store.read_pickle(tmp_path / "pca.pkl")["projection"].shape == (100, 2)
+    assert len(store.read_verified_pickle(tmp_path / "pixel_histogram.pkl")) == 256
+    assert len(store.read_verified_pickle(tmp_path / "features.pkl")) == 200
+    assert store.read_verified_pickle(tmp_path / "class_images.pkl")["mean"].shape == (10, 28, 28)
+    assert store.read_verified_pickle(tmp_path / "pca.pkl")["projection"].shape == (100, 2)
     assert len(index["figures"]) == 6
     for figure in index["figures"]:
         assert figure["title"] and figure["caption"] == captions[figure["file"][: -len(".png")]]
@@ -217,5 +217,5 @@ def test_explore_data_on_a_real_mnist_subset(tmp_path, mnist_dir):
     first_test = read_images(mnist_dir / "t10k-images-idx3-ubyte.gz")[0]
     row = features[(features["split"] == "test") & (features["position"] == 0)].iloc[0]
     assert row["ink_mass"] == pytest.approx(first_test.sum() / 255) and row["label"] == 7
-    images = store.read_pickle(out / "class_images.pkl")
+    images = store.read_verified_pickle(out / "class_images.pkl")
     assert images["mean"].shape == (10, 28, 28) and images["std"].shape == (10, 28, 28)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline import store
+from pipeline.store import safe_pickle
 from pipeline.nn import (PRESETS, SGD, Adam, SoftmaxCrossEntropy, build_model, make_schedule, model_from_state,
                          model_state, preset_spec, softmax)
 
@@ -222,7 +223,7 @@ def test_state_dict_roundtrip_and_save_load(tmp_path):
     train_steps(m, 2, batch=4)  # moves BatchNorm running stats away from their defaults
     path = tmp_path / "model.pkl"
     store.write_pickle(path, model_state(m))  # how the training stage saves it (as its "model" artifact)
-    loaded = model_from_state(store.read_pickle(path))
+    loaded = model_from_state(safe_pickle.loads(path.read_bytes()))  # plain data: the restricted unpickler takes it
     x = np.random.default_rng(5).random((4, 1, 28, 28), dtype=np.float32)
     np.testing.assert_array_equal(loaded.forward(x), m.forward(x))
     for k, v in m.buffers().items():
@@ -239,7 +240,7 @@ def test_load_rejects_foreign_pickles_and_mismatched_states(tmp_path):
     bad = tmp_path / "bad.pkl"
     bad.write_bytes(pickle.dumps({"weights": 1}))
     with pytest.raises(ValueError, match="not a saved model"):
-        model_from_state(store.read_pickle(bad))
+        model_from_state(safe_pickle.loads(bad.read_bytes()))
     with pytest.raises(ValueError, match="not a saved model"):
         model_from_state([1, 2])
     simple = build_model(preset_spec("simple"))

@@ -161,7 +161,7 @@ def test_prepare_data_on_a_real_mnist_subset(tmp_path, mnist_dir):
     assert build(tmp_path, [task], mnist_dir)
     with storage_at(tmp_path):
         out = task.output_dir()
-    data = store.read_pickle(out / "data.pkl")
+    data = store.read_verified_pickle(out / "data.pkl")
     assert {"x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "train_source_index", "val_source_index",
             "test_source_index", "normalization", "class_counts", "seed"} <= set(data)
     for name in ("train", "val", "test"):
@@ -198,7 +198,7 @@ def test_prepare_data_standardized_and_seeded(tmp_path, mnist_dir):
     b = PrepareData(train_limit=1000, seed=6, normalization="standardize")
     assert build(tmp_path, [a, b], mnist_dir)
     with storage_at(tmp_path):
-        da, db = store.read_pickle(a.output().path), store.read_pickle(b.output().path)
+        da, db = store.read_verified_pickle(a.output().path), store.read_verified_pickle(b.output().path)
     assert float(da["x_train"].mean()) == pytest.approx(0.0, abs=1e-4)
     assert float(da["x_train"].std()) == pytest.approx(1.0, abs=1e-4)
     assert da["normalization"]["method"] == "standardize"

@@ -1,4 +1,8 @@
-"""The two formats every artifact is stored in: indented JSON and plain pickles."""
+"""The two formats every artifact is stored in: indented JSON and plain pickles.
+
+Pickles are read back only through :func:`pipeline.store.read_verified_pickle` (sha256 against
+the manifest first, then a restricted unpickler): there is deliberately no plain loader here.
+"""
 from __future__ import annotations
 
 import json
@@ -54,15 +58,3 @@ def write_pickle(path: str | os.PathLike, obj: Any) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             pickle.dump(obj, fh, protocol=PICKLE_PROTOCOL)
-
-
-def read_pickle(path: str | os.PathLike) -> Any:
-    """Load a pickle this pipeline wrote. Only open pickles you trust."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-    except (EOFError, pickle.UnpicklingError) as exc:
-        raise ValueError(
-            f"{path} is not a complete pickle ({exc}); delete it and rerun the task that makes it"
-        ) from exc
