@@ -1,17 +1,21 @@
-"""RenderReport: one self-contained HTML page per run, plus the index of all runs."""
+"""RenderReport: one self-contained HTML page per run (pipeline.report); RunIndex: the index of all runs."""
 from __future__ import annotations
 
 import logging
+import shlex
 from pathlib import Path
+from typing import Any
 
+import luigi
 from luigi.util import inherits
 
+from pipeline.report.files import INDEX_FILE, METRICS_FILE, REPORT_FILE
+from tasks.acquire import FetchMNIST
 from tasks.base import PipelineTask
+from tasks.config import report_path, run_id, run_name
 from tasks.data import CleanData
-from tasks.config import report_path
 from tasks.evaluate import EvaluateCNN
 from tasks.explore import ExploreData
-from tasks.acquire import FetchMNIST
 from tasks.train import TrainCNN
 
 log = logging.getLogger("luigi-interface")
@@ -19,70 +23,108 @@ log = logging.getLogger("luigi-interface")
 
 @inherits(EvaluateCNN)
 class RenderReport(PipelineTask):
-    """Write ``report_dir/<run-id>/report.html`` and ``metrics.json``; point ``latest`` at it."""
+    """Write ``report_dir/<run-id>/``: report.html and metrics.json (and the integrity manifest).
 
-    primary = "report.html"
+    The page shows acquisition from FetchMNIST's manifest, then every stage from its
+    result.json, in the order of :meth:`requires`, whose keys are the page's section ids.
+    """
+
+    primary = REPORT_FILE
 
     def run_id(self) -> str:
         """Readable and reproducible: the same parameters give the same run id."""
-        limit = f"-n{self.train_limit}" if self.train_limit else ""
-        return f"{self.preset}-e{self.epochs}-s{self.seed}{limit}-{self.params_digest()[:8]}"
+        return run_id(run_name(self.preset, self.epochs, self.seed, self.train_limit), self.params_digest())
 
     def output_dir(self) -> Path:
         return report_path(self.run_id())
 
     def requires(self):
         return {
-            "fetch": FetchMNIST(),
-            "clean": self.clone(CleanData),
-            "explore": self.clone(ExploreData),
-            "train": self.clone(TrainCNN),
-            "evaluate": self.clone(EvaluateCNN),
+            "acquisition": FetchMNIST(),
+            "cleaning": self.clone(CleanData),
+            "exploration": self.clone(ExploreData),
+            "training": self.clone(TrainCNN),
+            "evaluation": self.clone(EvaluateCNN),
         }
 
-    def run(self):
-        from pipeline import report, store
-        from pipeline.train.figures import learning_curves
+    def stale_reasons(self) -> list[str]:
+        reasons = super().stale_reasons()
+        if not reasons and not (self.output_dir() / METRICS_FILE).exists():
+            reasons.append(f"incomplete output: no {METRICS_FILE}")
+        return reasons
 
-        inputs = {key: self.input_dir(key) for key in self.requires()}
-        manifest = store.read_json(self.input()["fetch"].path)
-        train_info = store.read_json(inputs["train"] / "train.json")
-        history = store.read_json(inputs["train"] / "history.json")
-        evaluation = store.read_json(self.input()["evaluate"].path)
+    def parameters(self) -> dict[str, Any]:
+        """The significant parameters with their typed values (numbers stay numbers in metrics.json)."""
         significant = self.to_str_params(only_significant=True)
-        # the typed values, so numbers stay numbers in metrics.json
-        params = {key: value for key, value in self.param_kwargs.items() if key in significant}
+        return {key: value for key, value in self.param_kwargs.items() if key in significant}
 
-        run_id = self.run_id()
+    def run(self):
+        from pipeline import store
+        from pipeline.report.page import run_report, write_run_report
+        from pipeline.store.debris import sweep
+
+        stages = {key: self.input_dir(key) for key in self.requires() if key != "acquisition"}
+        report = run_report(self.run_id(), self.parameters(), rerun_command(self),
+                            store.read_json(self.input()["acquisition"].path), stages)
+        sweep(self.output_dir().parent)
         with store.staged_dir(self.output_dir()) as tmp:
-            sections = {}
-            for section, stage, summary_file in [("cleaning", "clean", "clean_report.json"),
-                                                 ("exploration", "explore", "explore.json"),
-                                                 ("evaluation", "evaluate", "evaluation.json")]:
-                summary = evaluation if stage == "evaluate" else store.read_json(inputs[stage] / summary_file)
-                sections[section] = {**report.collect_section(inputs[stage], summary),
-                                     "headline": report.headline(summary)}
-            learning_curves(history, tmp / "learning_curves.png")
-            sections["training"] = {
-                **report.collect_section(tmp, {"figures": [{
-                    "file": "learning_curves.png", "title": "Learning curves",
-                    "caption": "Loss and accuracy per epoch on the training and validation splits."}]}),
-                "headline": report.headline(train_info),
-            }
-            metrics = report.metrics_record(run_id, params, train_info, evaluation)
-            summary_txt = inputs["train"] / "summary.txt"
-            html = report.render_report({
-                "run_id": run_id,
-                "metrics": metrics,
-                "manifest_files": sorted(manifest.items()),
-                "model_summary": summary_txt.read_text() if summary_txt.exists() else "",
-                "history_html": report.history_table(history),
-                "command": report.rerun_command(params),
-                **sections,
-            })
-            store.write_json(tmp / "metrics.json", metrics)
-            store.write_bytes(tmp / "report.html", html.encode("utf-8"))
-        report_dir = self.output_dir().parent
-        report.point_latest(report_dir, run_id)
-        report.render_index(report_dir)
-        log.info("Report: %s (test accuracy %.2f%%)", self.output().path, 100 * metrics["test_accuracy"])
+            write_run_report(report, tmp, self.manifest_record())
+        log.info("Report: %s (test accuracy %.2f%%)", self.output().path, 100 * report.metrics["test_accuracy"])
+
+
+@inherits(RenderReport)
+class RunIndex(luigi.Task):
+    """Write ``report_dir/index.html`` and ``history.csv`` (every run's metrics) and point
+    ``report_dir/latest`` at this run.
+
+    Complete when the run's report is, the index lists this run, ``latest`` exists, and the
+    index is no older than the report (a regenerated report is indexed again).
+    """
+
+    def requires(self):
+        return self.clone(RenderReport)
+
+    def output(self) -> luigi.LocalTarget:
+        return luigi.LocalTarget(str(report_path(INDEX_FILE)))
+
+    def complete(self) -> bool:
+        from pipeline.report.index import index_lists
+
+        report = self.requires()
+        if not report.complete() or not index_lists(report_path(), report.run_id()):
+            return False
+        return Path(self.output().path).stat().st_mtime_ns >= report.manifest_path().stat().st_mtime_ns
+
+    def run(self):
+        from pipeline.report.index import update_index
+
+        update_index(report_path(), self.requires().run_id())
+
+
+def rerun_command(task: luigi.Task) -> str:
+    """The luigi command line that regenerates ``task``'s run: every significant parameter of
+    RunPipeline, with ``task``'s value, in Luigi's own string form, quoted for a POSIX shell."""
+    from luigi.task_register import Register
+
+    from tasks.run import RunPipeline  # tasks.run imports this module
+
+    # Luigi first parses the command line without the task's own flags, and argparse then takes a flag
+    # that begins another flag's name as its abbreviation (--schedule -> --scheduler-*): such a
+    # parameter is given in its qualified form, --RunPipeline-schedule.
+    global_flags = {"--" + (name if bare else f"{family}_{name}").replace("_", "-")
+                    for family, bare, name, _ in Register.get_all_params()}
+    parts = ["luigi", "--module", "tasks", "RunPipeline", "--local-scheduler"]
+    for name, param in sorted(RunPipeline.get_params()):
+        if not param.significant:
+            continue
+        flag, value = "--" + name.replace("_", "-"), getattr(task, name)
+        if any(other.startswith(flag) for other in global_flags):
+            flag = "--" + f"RunPipeline_{name}".replace("_", "-")
+        if isinstance(param, luigi.BoolParameter):
+            if param.parsing == luigi.BoolParameter.IMPLICIT_PARSING:
+                parts += [flag] if value else []  # store_true: absent is the only way to say False
+            else:
+                parts += [flag, param.serialize(value).lower()]  # "--augment false", as the flag's help says
+        else:
+            parts += [flag, param.serialize(value)]
+    return " ".join(shlex.quote(p) for p in parts)

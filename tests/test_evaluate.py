@@ -1,4 +1,4 @@
-"""Evaluation metrics against slow, obvious references, and the figures as real PNGs."""
+"""Evaluation metrics against slow, obvious references, the figures as real PNGs, and the stage."""
 from __future__ import annotations
 
 import math
@@ -7,7 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import evaluate, evaluate_plots
+from pipeline.evaluate import figures
+from pipeline.evaluate import metrics as evaluate
+from pipeline.figures import save_png
 
 
 def _random_probs(n=500, k=10, seed=0, sharp=3.0):
@@ -145,52 +147,140 @@ def test_every_figure_is_written_as_a_png(tmp_path):
     probs, labels = _random_probs(n=300, seed=5, sharp=2.0)
     s = evaluate.summarize(probs, labels)
     rng = np.random.default_rng(0)
-    evaluate_plots.confusion_figure(np.array(s["confusion"]), tmp_path / "cm.png")
-    evaluate_plots.per_class_figure(s["per_class_table"], tmp_path / "pc.png")
-    evaluate_plots.reliability_figure(s["reliability"], s["ece"], tmp_path / "rel.png")
     mistakes = s["confident_mistakes"]
-    evaluate_plots.mistakes_figure(rng.random((len(mistakes), 28, 28)), mistakes, tmp_path / "mis.png")
-    evaluate_plots.mistakes_figure(np.zeros((0, 28, 28)), [], tmp_path / "none.png")
-    evaluate_plots.filters_figure(rng.normal(size=(30, 1, 5, 5)), tmp_path / "filters.png")
-    evaluate_plots.feature_maps_figure(rng.random((28, 28)), rng.random((30, 24, 24)),
-                                       tmp_path / "maps.png", "conv1")
+    drawn = {
+        "cm": figures.confusion_figure(np.array(s["confusion"])),
+        "pc": figures.per_class_figure(s["per_class_table"]),
+        "rel": figures.reliability_figure(s["reliability"], s["ece"]),
+        "mis": figures.mistakes_figure(rng.random((len(mistakes), 28, 28)), mistakes),
+        "none": figures.mistakes_figure(np.zeros((0, 28, 28)), []),
+        "filters": figures.filters_figure(rng.normal(size=(30, 1, 5, 5))),
+        "maps": figures.feature_maps_figure(rng.random((28, 28)), rng.random((30, 24, 24)), "conv1"),
+    }
+    for name, fig in drawn.items():
+        save_png(fig, tmp_path / f"{name}.png")
     for name in ["cm", "pc", "rel", "mis", "none", "filters", "maps"]:
         assert _is_png(tmp_path / f"{name}.png"), name
     assert not list(tmp_path.glob(".*.tmp"))  # atomic writes left no temporary files
     assert math.isfinite(s["ece"])
 
 
-def test_evaluate_task_writes_every_listed_artifact(tmp_path):
-    """EvaluateCNN on a one-epoch model: JSON, figures, tables and predictions agree with each other."""
+def test_figures_never_import_pyplot():
+    """Figures are drawn without pyplot (no process-wide figure state, no backend switch): checked in a
+    fresh interpreter, where nothing else could have imported it."""
+    import subprocess
+    import sys
+
+    code = """
+import sys, numpy as np
+from pipeline.evaluate import figures, metrics
+rng = np.random.default_rng(0)
+probs = rng.dirichlet(np.ones(10), size=200).astype(np.float32)
+s = metrics.summarize(probs, rng.integers(0, 10, size=200))
+figures.confusion_figure(np.array(s["confusion"]))
+figures.per_class_figure(s["per_class_table"])
+figures.reliability_figure(s["reliability"], s["ece"])
+figures.mistakes_figure(rng.random((3, 28, 28)), s["confident_mistakes"][:3])
+figures.filters_figure(rng.normal(size=(4, 1, 5, 5)))
+figures.feature_maps_figure(rng.random((28, 28)), rng.random((4, 24, 24)), "t")
+assert "matplotlib" in sys.modules and "matplotlib.pyplot" not in sys.modules
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_captions_state_what_the_data_show():
+    cm = np.diag([50, 40, 30])
+    cm[2, 1], cm[0, 2] = 4, 1
+    pairs = evaluate.most_confused_pairs(cm)
+    assert "5 errors in 125 test images" in figures.confusion_caption(cm, pairs)
+    assert "2 read as 1 (4 times)" in figures.confusion_caption(cm, pairs)
+    assert figures.confusion_caption(np.diag([3, 3]), []).endswith("0 errors in 6 test images.")
+    table = evaluate.per_class_table(cm)
+    assert f"Lowest F1: digit 2 ({table.loc[2, 'f1']:.4f}" in figures.per_class_caption(table)
+    mistakes = [{"confidence": 0.99}, {"confidence": 0.75}]
+    assert "The 2 test images (of 7 misclassified)" in figures.mistakes_caption(mistakes, 7)
+    assert "0.75 to 0.99" in figures.mistakes_caption(mistakes, 7)
+    assert "no mistakes" in figures.mistakes_caption([], 0)
+    assert "The 8 learned 3×3 filters" in figures.filters_caption(np.zeros((8, 1, 3, 3)))
+    assert "all 8 maps of 24×24" in figures.feature_maps_caption(np.zeros((8, 24, 24)), 17, 3)
+    assert "#17 (label 3)" in figures.feature_maps_caption(np.zeros((8, 24, 24)), 17, 3)
+    assert "the first 32 of 64 maps" in figures.feature_maps_caption(np.zeros((64, 5, 5)), 0, 0)
+
+
+def test_evaluate_stage_returns_one_consistent_result(tmp_path):
+    """The stage on an untrained model: summary, tables, figures and artifacts agree with each other."""
+    import pandas as pd
+
+    from pipeline.evaluate.stage import evaluate_stage
+    from pipeline.nn import build_model, preset_spec, sha256_arrays
+    from pipeline.result import write_result
+    from pipeline.store import read_json
+
+    rng = np.random.default_rng(0)
+    model = build_model(preset_spec("simple"), (1, 28, 28), rng)
+    x = rng.random((64, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, size=64)
+    source = np.arange(64, dtype=np.int64) + 1000
+    calls = []
+    result = evaluate_stage(model, x, y, source, n_mistakes=5, progress=lambda f, m: calls.append(f))
+    assert calls[-1] == 1.0 and calls == sorted(calls)
+    s = result.summary
+    probs = result.artifacts["predictions"]["probabilities"]
+    assert probs.shape == (64, 10) and probs.dtype == np.float32
+    assert s["test_accuracy"] == float((probs.argmax(1) == y).mean())
+    assert s["model_params_sha256"] == sha256_arrays(model.parameters())
+    assert result.title == "Evaluation" and result.headline[0][0] == "Test accuracy"
+    assert [t.name for t in result.tables] == ["per_class", "confused_pairs", "confident_mistakes", "reliability"]
+    assert [f.name for f in result.figures] == ["confusion", "per_class", "reliability", "mistakes", "filters",
+                                                "feature_maps"]
+    assert all(f.title and f.caption for f in result.figures)
+    assert set(result.artifacts) == {"predictions", "mistake_images", "filters", "feature_maps"}
+    mistakes = result.artifacts["mistake_images"]
+    assert len(mistakes["images"]) == len(s["confident_mistakes"]) == 5
+    np.testing.assert_array_equal(mistakes["source_index"], source[mistakes["index"]])
+    np.testing.assert_array_equal(mistakes["images"], x[mistakes["index"], 0])
+    assert result.artifacts["feature_maps"]["maps"].shape[0] == result.artifacts["filters"]["weights"].shape[0]
+    write_result(result, tmp_path)
+    index = read_json(tmp_path / "result.json")
+    assert index["summary"]["n_test"] == 64 and "per_class_table" not in index["summary"]
+    frame = pd.read_pickle(tmp_path / "confident_mistakes.pkl")
+    assert list(frame.columns) == ["index", "source_index", "true", "predicted", "confidence", "p_true"]
+    for figure in index["figures"]:
+        assert _is_png(tmp_path / figure["file"])
+
+
+def test_evaluate_task_writes_every_listed_artifact(tmp_path, mnist_dir):
+    """EvaluateCNN on a one-epoch model: result, figures, tables and predictions agree with each other."""
     import json
     import pickle
 
     import luigi
     import pandas as pd
 
-    from conftest import MNIST_DIR, storage_at
+    from conftest import storage_at
     from pipeline import store
-
-    if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"real MNIST not found at {MNIST_DIR}: copy ../shared/datasets/mnist/*.gz there")
     from tasks.evaluate import EvaluateCNN
 
     config = luigi.configuration.get_config()
     saved = config.get("FetchMNIST", "mirrors", None)
-    config.set("FetchMNIST", "mirrors", json.dumps([str(MNIST_DIR)]))  # offline: the bundled copy only
+    config.set("FetchMNIST", "mirrors", json.dumps([str(mnist_dir)]))  # offline: the bundled copy only
     try:
         with storage_at(tmp_path):
             task = EvaluateCNN(train_limit=1000, epochs=1, seed=5, preset="simple", augment=False,
                                learning_rate=1e-3)
             assert luigi.build([task], local_scheduler=True, log_level="WARNING")
             out = Path(task.output().path).parent
-            model_dir = task.input()["model"].path
+            model_dir = Path(task.input()["model"].path).parent
+            assert task.output_load()["title"] == "Evaluation"  # one line from a Python shell
     finally:
         if saved is None:
             config.remove_option("FetchMNIST", "mirrors")
         else:
             config.set("FetchMNIST", "mirrors", saved)
-    summary = store.read_json(out / "evaluation.json")
+    result = store.read_json(out / "result.json")
+    summary = result["summary"]
     with open(out / "predictions.pkl", "rb") as fh:
         pred = pickle.load(fh)
     probs, labels = pred["probabilities"], pred["labels"]
@@ -200,17 +290,20 @@ def test_evaluate_task_writes_every_listed_artifact(tmp_path):
     assert summary["ci95"][0] < summary["test_accuracy"] < summary["ci95"][1]
     assert summary["test_accuracy"] > 0.7  # one epoch on 900 digits, far above chance
     assert np.array(summary["confusion"]).sum() == 10000
-    train_info = store.read_json(Path(model_dir).parent / "train.json")
+    train_info = store.read_json(model_dir / "result.json")["summary"]
     assert summary["model_params_sha256"] == train_info["params_sha256"]
-    for figure in summary["figures"]:
+    assert len(result["figures"]) == 6 and len(result["tables"]) == 4
+    for figure in result["figures"]:
         assert _is_png(out / figure["file"]) and figure["title"] and figure["caption"]
-    for table in summary["tables"]:
+    for table in result["tables"]:
         assert isinstance(pd.read_pickle(out / table["file"]), pd.DataFrame)
     mistakes = pd.read_pickle(out / "confident_mistakes.pkl")
     assert (mistakes["true"] != mistakes["predicted"]).all()
     assert (pred["source_index"][mistakes["index"]] == mistakes["source_index"]).all()
     with open(out / "filters.pkl", "rb") as fh:
         assert pickle.load(fh)["weights"].shape == (30, 1, 5, 5)  # SimpleConvNet's first layer
-    # the primary file is the newest: everything else was written before it
-    newest = max(p.stat().st_mtime_ns for p in out.iterdir() if p.name != "evaluation.json")
-    assert (out / "evaluation.json").stat().st_mtime_ns >= newest
+    # result.json is written after every other file of the stage, and the manifest after it
+    newest = max(p.stat().st_mtime_ns for p in out.iterdir() if p.name not in ("result.json", "manifest.json"))
+    assert (out / "result.json").stat().st_mtime_ns >= newest
+    assert (out / "manifest.json").stat().st_mtime_ns >= (out / "result.json").stat().st_mtime_ns
+    assert not (out / "evaluation.json").exists()  # replaced by result.json

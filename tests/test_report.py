@@ -1,47 +1,127 @@
-"""Report pieces: embedding, metrics record, the latest link and the run index."""
+"""Report pieces: embedding, generic stage rendering, the metrics record, the run index and its task,
+and the command line that regenerates a run."""
 from __future__ import annotations
 
 import base64
 import os
+import re
+import shlex
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import report, store
+from pipeline import store
+from pipeline.report import index, page
+from pipeline.report.metrics import metrics_record
 
 PNG_1PX = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
 
 
-def test_png_is_embedded_as_data_uri_and_non_png_is_refused(tmp_path):
-    (tmp_path / "a.png").write_bytes(PNG_1PX)
-    uri = report.png_data_uri(tmp_path / "a.png")
+def test_png_is_embedded_as_data_uri_and_non_png_is_refused():
+    uri = page.png_data_uri(PNG_1PX, "a.png")
     assert uri.startswith("data:image/png;base64,") and base64.b64decode(uri.split(",", 1)[1]) == PNG_1PX
-    (tmp_path / "b.png").write_text("<html>not a png</html>")
     with pytest.raises(ValueError, match="b.png is not a PNG"):
-        report.png_data_uri(tmp_path / "b.png")
+        page.png_data_uri(b"<html>not a png</html>", "b.png")
 
 
-def test_collect_section_renders_listed_figures_and_tables(tmp_path):
-    (tmp_path / "f.png").write_bytes(PNG_1PX)
-    pd.DataFrame({"recall": [0.5, 0.25]}, index=["a", "b"]).to_pickle(tmp_path / "t.pkl")
-    section = report.collect_section(tmp_path, {"figures": [{"file": "f.png", "title": "F", "caption": "c"}],
-                                                "tables": [{"file": "t.pkl", "title": "T"}]})
-    assert [f["title"] for f in section["figures"]] == ["F"]
-    assert "<td>0.25</td>" in section["tables"][0]["html"]
+def _stage(title: str, summary: dict, **extra):
+    """A small StageResult with a headline, a table (one NaN cell), a figure and a text."""
+    from pipeline.figures import new_figure
+    from pipeline.result import Figure, StageResult, Table
+
+    fig = new_figure(3, 2)
+    fig.add_subplot().plot([0, 1], [1, 0])
+    frame = pd.DataFrame({"recall": [0.5, 0.25, np.nan]}, index=pd.Index(["a", "b", "c"], name="digit"))
+    return StageResult(
+        title=title, summary=summary,
+        headline=[("Images kept", 59_000), ("Share dropped", "1.67%"), ("Mean ink", 0.1234567891)],
+        tables=[Table("t", "Recall per digit", frame),
+                Table("pairs", "Plain rows", pd.DataFrame({"true": [4], "predicted": [9]}))],
+        figures=[Figure("f", "Falling line", "The line falls from 1 to 0.", fig)],
+        texts={"model_summary": "Conv 5x5 -> ReLU\n<not a tag>"}, **extra)
+
+
+def test_stage_section_renders_any_stage_from_its_result(tmp_path):
+    from pipeline.result import write_result
+
+    write_result(_stage("Cleaning", {"kept": 59_000}), tmp_path)
+    section = page.stage_section("cleaning", tmp_path)
+    assert section["id"] == "cleaning" and section["title"] == "Cleaning"
+    assert section["headline"] == [("Images kept", "59,000"), ("Share dropped", "1.67%"), ("Mean ink", "0.123457")]
+    assert [f["title"] for f in section["figures"]] == ["Falling line"]
+    assert section["figures"][0]["caption"] == "The line falls from 1 to 0."
+    assert section["figures"][0]["uri"].startswith("data:image/png;base64,iVBOR")
+    html = section["tables"][0]["html"]
+    assert "<td>0.25</td>" in html and "NaN" not in html and "nan" not in html
+    assert "<th>digit</th>" in html and html.count("<tr") == 4  # the named index is a column: one header row
+    assert "<th>0</th>" not in section["tables"][1]["html"]  # a plain 0..n-1 index is not shown
+    assert section["texts"] == [{"title": "Model summary", "text": "Conv 5x5 -> ReLU\n<not a tag>"}]
+
+
+def test_stage_section_refuses_a_changed_figure(tmp_path):
+    from pipeline.result import write_result
+
+    write_result(_stage("Cleaning", {}), tmp_path)
+    (tmp_path / "f.png").write_bytes(PNG_1PX)  # not the bytes the manifest recorded
+    with pytest.raises(store.IntegrityError, match="f.png was changed"):
+        page.stage_section("cleaning", tmp_path)
+
+
+TRAIN = {"train_seconds": 1.5, "params_sha256": "ab" * 32, "best_val_accuracy": 0.9, "epochs_run": 2}
+EVALUATION = {"test_accuracy": 0.8765, "ci95": [0.85, 0.9], "n_errors": 1234, "n_test": 10000, "ece": 0.01}
+PARAMS = {"epochs": 2, "seed": 1, "preset": "simple", "train_limit": 0, "augment": False}
+MANIFEST = {name: {"mirror": "data/mirror/mnist", "bytes": 1000 + i, "sha256_content": f"{i}" * 64,
+                   "seconds": 0.25, "failed_attempts": [{"mirror": "x", "error": "boom"}] * i}
+            for i, name in enumerate(["t10k-images-idx3-ubyte.gz", "train-images-idx3-ubyte.gz"])}
+
+
+def test_run_report_shows_every_stage_and_writes_page_and_metrics(tmp_path):
+    from pipeline.result import write_result
+
+    stages = {}
+    for key, title, summary in [("cleaning", "Cleaning", {}), ("training", "Training", TRAIN),
+                                ("evaluation", "Evaluation", EVALUATION)]:
+        stages[key] = tmp_path / key
+        write_result(_stage(title, summary), stages[key])
+    report = page.run_report("run-1", PARAMS, "luigi --augment false", MANIFEST, stages)
+    html = report.html
+    # the sections in page order, each with its headline, figure and caption, table and text
+    ids = re.findall(r'<section id="([a-z]+)"', html)
+    assert ids == ["summary", "acquisition", "cleaning", "training", "evaluation", "parameters"]
+    assert html.count("<dt>Images kept</dt><dd>59,000</dd>") == 3
+    assert html.count("The line falls from 1 to 0.") == 3 and html.count('src="data:image/png;base64,') == 3
+    assert html.count("<h3>Recall per digit</h3>") == 3 and html.count("&lt;not a tag&gt;</pre>") == 3
+    # acquisition from the fetch manifest
+    assert "train-images-idx3-ubyte.gz" in html and "1,001" in html and "<dt>Failed attempts</dt><dd>1</dd>" in html
+    assert 'id="test-accuracy">87.65%<' in html and "1,234 misclassified" in html
+    assert '<pre id="rerun-command">luigi --augment false</pre>' in html
+    assert "http://" not in html and "https://" not in html  # self-contained
+    m = report.metrics
+    assert m["rerun_command"] == "luigi --augment false" and m["test_accuracy"] == 0.8765
+    assert m["params_sha256"] == TRAIN["params_sha256"] and m["parameters"] == PARAMS
+
+    out = tmp_path / "out"
+    path = page.write_run_report(report, out, {"task": "T"})
+    assert path == out / "report.html" and path.read_text() == html
+    assert store.read_verified(out / "metrics.json") == m
+    assert set(store.read_manifest(out)["files"]) == {"report.html", "metrics.json"}
 
 
 def _metrics(run_id: str, created: str, acc: float) -> dict:
-    train = {"train_seconds": 1.5, "params_sha256": "ab" * 32, "best_val_accuracy": 0.9}
-    record = report.metrics_record(run_id, {"epochs": 2, "seed": 1, "preset": "simple", "train_limit": 0},
-                                   train, {"test_accuracy": acc, "n_test": 10})
+    record = metrics_record(run_id, {"epochs": 2, "seed": 1, "preset": "simple", "train_limit": 0},
+                            {"train_seconds": 1.5, "params_sha256": "ab" * 32, "best_val_accuracy": 0.9},
+                            {"test_accuracy": acc, "n_test": 10}, "luigi --module tasks RunPipeline")
     record["created"] = created
     return record
 
 
 def test_metrics_record_has_the_required_fields():
     m = _metrics("r1", "2026-01-01", 0.75)
-    for key in ("test_accuracy", "epochs", "seed", "preset", "train_seconds", "params_sha256"):
+    for key in ("run_id", "created", "test_accuracy", "test_accuracy_ci95", "test_error_count", "n_test", "ece",
+                "best_val_accuracy", "epochs", "epochs_run", "seed", "preset", "train_limit", "train_seconds",
+                "params_sha256", "parameters", "rerun_command"):
         assert key in m
     assert m["test_accuracy"] == 0.75 and m["epochs"] == 2
 
@@ -49,16 +129,115 @@ def test_metrics_record_has_the_required_fields():
 def test_latest_link_moves_and_index_lists_runs_in_order(tmp_path):
     for run_id, created, acc in [("r2", "2026-01-02", 0.5), ("r1", "2026-01-01", 0.25)]:
         store.write_json(tmp_path / run_id / "metrics.json", _metrics(run_id, created, acc))
-        report.point_latest(tmp_path, run_id)
+        index.point_latest(tmp_path, run_id)
     assert os.readlink(tmp_path / "latest") == "r1"
-    report.render_index(tmp_path)
+    index.write_index(tmp_path)
     lines = (tmp_path / "history.csv").read_text().splitlines()
     assert [line.split(",")[1] for line in lines[1:]] == ["r1", "r2"]  # oldest first, latest link skipped
     html = (tmp_path / "index.html").read_text()
     assert html.index("r1/report.html") < html.index("r2/report.html") and "25.00%" in html
+    assert "2 runs;" in html
+    assert index.index_lists(tmp_path, "r1") and not index.index_lists(tmp_path, "r3")
+    assert not list(tmp_path.glob(".*"))  # no temporary link or file left
 
 
-def test_rerun_command_reproduces_the_parameters():
-    cmd = report.rerun_command({"epochs": 3, "augment": True, "patience": 0, "train_limit": 500})
-    assert cmd == ("luigi --module tasks RunPipeline --local-scheduler --augment --epochs 3 "
-                   "--patience 0 --train-limit 500")
+def test_index_of_one_run_says_run_and_needs_latest(tmp_path):
+    store.write_json(tmp_path / "r1" / "metrics.json", _metrics("r1", "2026-01-01", 0.25))
+    index.write_index(tmp_path)
+    assert "1 run;" in (tmp_path / "index.html").read_text()
+    assert not index.index_lists(tmp_path, "r1")  # no latest link yet
+    index.update_index(tmp_path, "r1")
+    assert index.index_lists(tmp_path, "r1")
+    os.remove(tmp_path / "r1" / "metrics.json")
+    os.rmdir(tmp_path / "r1")
+    assert not index.index_lists(tmp_path, "r1")  # latest dangles
+
+
+# --- the task layer: the rerun command and RunIndex -------------------------------------------
+
+def _parsed(command: str):
+    """The RunPipeline that luigi's own command-line parsing builds from ``command``."""
+    from luigi.cmdline_parser import CmdlineParser
+
+    import tasks  # noqa: F401  (registers the task classes, as --module tasks does)
+
+    argv = shlex.split(command)
+    assert argv[:3] == ["luigi", "--module", "tasks"]
+    with CmdlineParser.global_instance(argv[1:]) as parser:
+        return parser.get_task_obj()
+
+
+def test_rerun_command_round_trips_every_significant_parameter():
+    from tasks import RenderReport, RunPipeline
+    from tasks.report import rerun_command
+
+    task = RenderReport(augment=False, learning_rate=0.002, epochs=3, train_limit=500, preset="simple",
+                        clean_policy="drop", normalization="standardize")
+    command = rerun_command(task)
+    assert "--augment false" in command and "--learning-rate 0.002" in command
+    assert "--local-scheduler" in command
+    # luigi reads a bare --schedule as an abbreviation of its --scheduler-* options: the qualified form
+    assert "--RunPipeline-schedule cosine" in command and "--schedule " not in command
+    assert " ".join(shlex.quote(a) for a in shlex.split(command)) == command  # quoted for a POSIX shell
+    rebuilt = _parsed(command)
+    assert isinstance(rebuilt, RunPipeline) and rebuilt.augment is False
+    assert rebuilt.to_str_params(only_significant=True) == task.to_str_params(only_significant=True)
+    # every significant parameter is explicit, so the command does not depend on defaults or luigi.cfg
+    flags = {a[2:].replace("-", "_").removeprefix("RunPipeline_") for a in shlex.split(command) if a.startswith("--")}
+    significant = {name for name, p in RunPipeline.get_params() if p.significant}
+    assert significant <= flags
+    default = RenderReport()
+    assert _parsed(rerun_command(default)).to_str_params() == RunPipeline().to_str_params()
+    assert "--augment true" in rerun_command(default)
+
+
+@pytest.fixture
+def fake_report(isolated_storage, monkeypatch):
+    """A RenderReport whose output is a hand-written run folder, complete by fiat: RunIndex alone is tested."""
+    from tasks import RenderReport
+
+    report = RenderReport(preset="simple", epochs=1, train_limit=100)
+    run_dir = report.output_dir()
+    store.write_json(run_dir / "metrics.json", _metrics(report.run_id(), "2026-01-01", 0.5))
+    store.write_manifest(run_dir)
+    monkeypatch.setattr(RenderReport, "complete", lambda self: True)
+    return report
+
+
+def test_run_index_is_complete_after_running_and_a_rerun_does_nothing(fake_report):
+    import luigi
+
+    from tasks import RunIndex
+    from tasks.config import report_path
+
+    task = RunIndex(preset="simple", epochs=1, train_limit=100)
+    assert task.requires().run_id() == fake_report.run_id()
+    assert not task.complete()
+    assert luigi.build([task], local_scheduler=True, log_level="WARNING")
+    assert task.complete()
+    assert os.readlink(report_path("latest")) == fake_report.run_id()
+    assert fake_report.run_id() in (report_path("history.csv")).read_text()
+    stamps = {p: p.lstat().st_mtime_ns for p in report_path().iterdir()}
+    result = luigi.build([task], local_scheduler=True, log_level="WARNING", detailed_summary=True)
+    assert result.scheduling_succeeded and "ran successfully" not in result.summary_text
+    assert {p: p.lstat().st_mtime_ns for p in report_path().iterdir()} == stamps
+
+
+def test_run_index_is_incomplete_when_latest_is_gone_or_the_report_is_newer(fake_report):
+    from tasks import RunIndex
+    from tasks.config import report_path
+
+    task = RunIndex(preset="simple", epochs=1, train_limit=100)
+    task.run()
+    assert task.complete()
+    os.remove(report_path("latest"))
+    assert not task.complete()
+    task.run()
+    assert task.complete()
+    earlier = fake_report.manifest_path().stat().st_mtime_ns - 1_000_000_000
+    os.utime(report_path("index.html"), ns=(earlier, earlier))  # the report was regenerated after the index
+    assert not task.complete()
+    task.run()
+    assert task.complete()
+    report_path("index.html").write_text("<html></html>")  # an index that does not list the run
+    assert not task.complete()

@@ -1,47 +1,37 @@
-"""Figures of the evaluation stage (matplotlib, Agg backend, PNG written atomically).
+"""Figures of the evaluation stage, each with its caption computed from the same data.
 
-Each function takes plain arrays or DataFrames and a path; none needs a model.
+Every figure function takes plain arrays or DataFrames and returns a
+``matplotlib.figure.Figure`` drawn through :mod:`pipeline.figures` (no pyplot);
+none needs a model. Each ``*_caption`` function says in words what its figure shows.
 """
 from __future__ import annotations
 
 import math
-import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from pipeline.figures import image_grid, new_figure
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # headless: cron and CI have no display
-    import matplotlib.pyplot as plt
-
-    return plt
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
 
 
-def _save(fig, path: str | os.PathLike) -> None:
-    from pipeline.figures import save_png
-
-    save_png(fig, path)
-    _pyplot().close(fig)  # pyplot keeps every figure it made until closed
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
-def _grid(n: int, max_cols: int) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return max(1, math.ceil(n / max(cols, 1))), max(cols, 1)
-
-
-def confusion_figure(cm: np.ndarray, path: str | os.PathLike) -> None:
+def confusion_figure(cm: np.ndarray) -> "Figure":
     """Confusion matrix (K, K), rows = true, columns = predicted; off-diagonal cells on a log scale."""
-    plt = _pyplot()
     from matplotlib.colors import LogNorm
 
     cm = np.asarray(cm)
     k = cm.shape[0]
     off = np.where(np.eye(k, dtype=bool), np.nan, cm.astype(float))
     off[off == 0] = np.nan  # empty cells stay white so the few errors stand out
-    fig, ax = plt.subplots(figsize=(6.2, 5.4))
+    fig = new_figure(6.2, 5.4)
+    ax = fig.add_subplot()
     vmax = np.nanmax(off) if np.isfinite(off).any() else 1.0
     image = ax.imshow(off, cmap="Reds", norm=LogNorm(vmin=1, vmax=max(vmax, 2)))
     for t in range(k):
@@ -53,14 +43,26 @@ def confusion_figure(cm: np.ndarray, path: str | os.PathLike) -> None:
     ax.set(xticks=range(k), yticks=range(k), xlabel="predicted", ylabel="true",
            title="Confusion matrix (errors coloured, log scale)")
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="count (off-diagonal)")
-    fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
-def per_class_figure(table, path: str | os.PathLike) -> None:
-    """Precision, recall and F1 per class (DataFrame from :func:`pipeline.evaluate.per_class_table`)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 3.4))
+def confusion_caption(cm: np.ndarray, pairs: Sequence[dict[str, int]]) -> str:
+    """What the confusion matrix shows: where the errors are and the most frequent confusion."""
+    cm = np.asarray(cm)
+    errors = int(cm.sum() - np.trace(cm))
+    text = ("Rows are true digits, columns predicted ones; errors are coloured on a log scale. "
+            f"{_plural(errors, 'error')} in {_plural(int(cm.sum()), 'test image')}")
+    if not pairs:
+        return text + "."
+    top = pairs[0]
+    return text + (f"; the most frequent confusion is {top['true']} read as {top['predicted']} "
+                   f"({_plural(top['count'], 'time')}).")
+
+
+def per_class_figure(table: "pd.DataFrame") -> "Figure":
+    """Precision, recall and F1 per class (DataFrame from :func:`pipeline.evaluate.metrics.per_class_table`)."""
+    fig = new_figure(8, 3.4)
+    ax = fig.add_subplot()
     classes = np.arange(len(table))
     width = 0.27
     for i, column in enumerate(["precision", "recall", "f1"]):
@@ -70,15 +72,21 @@ def per_class_figure(table, path: str | os.PathLike) -> None:
            ylim=(max(0.0, low - 0.02), 1.0), title="Per-class precision, recall and F1")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="lower right", ncol=3)
-    fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
-def reliability_figure(table, ece: float, path: str | os.PathLike) -> None:
+def per_class_caption(table: "pd.DataFrame") -> str:
+    """The classes with the lowest and highest F1, from the per-class table."""
+    worst, best = table["f1"].idxmin(), table["f1"].idxmax()
+    return (f"Scores per digit on the test split. Lowest F1: digit {worst} ({table.loc[worst, 'f1']:.4f}, "
+            f"recall {table.loc[worst, 'recall']:.4f}); highest: digit {best} ({table.loc[best, 'f1']:.4f}). "
+            "The y axis starts just below the lowest score.")
+
+
+def reliability_figure(table: "pd.DataFrame", ece: float) -> "Figure":
     """Reliability diagram: accuracy against mean confidence per bin, with bin counts below."""
-    plt = _pyplot()
-    fig, (ax, ax_count) = plt.subplots(2, 1, figsize=(5.2, 5.6), sharex=True,
-                                       gridspec_kw={"height_ratios": [3, 1]})
+    fig = new_figure(5.2, 5.6)
+    ax, ax_count = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     centres = ((table["lower"] + table["upper"]) / 2).to_numpy()
     width = float((table["upper"] - table["lower"]).iloc[0])
     filled = table["count"].to_numpy() > 0
@@ -91,54 +99,60 @@ def reliability_figure(table, ece: float, path: str | os.PathLike) -> None:
     ax.legend(loc="upper left", fontsize=8)
     ax_count.bar(centres[filled], table["count"].to_numpy()[filled], width=width * 0.95, color="grey")
     ax_count.set(yscale="log", xlabel="confidence of the predicted class", ylabel="count", xlim=(0, 1))
-    fig.tight_layout()
-    _save(fig, path)
+    return fig
 
 
-def mistakes_figure(images: np.ndarray, mistakes: Sequence[dict[str, Any]], path: str | os.PathLike,
-                    max_cols: int = 8) -> None:
-    """Grid of misclassified images (M, H, W) titled "true→predicted (confidence)"."""
-    plt = _pyplot()
-    n = max(len(mistakes), 1)
-    rows, cols = _grid(n, max_cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.5 * rows), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for ax, image, m in zip(axes.ravel(), images, mistakes):
-        ax.imshow(image, cmap="gray_r")
-        ax.set_title(f"{m['true']}→{m['predicted']} ({m['confidence']:.2f})\n#{m.get('source_index', m['index'])}",
-                     fontsize=7)
+def reliability_caption(table: "pd.DataFrame", ece: float) -> str:
+    """Calibration in words: bins, ECE, and the share of predictions in the most confident bin."""
+    n = int(table["count"].sum())
+    top = table.iloc[-1]
+    return (f"Accuracy against confidence in {len(table)} equal bins (empty bins are not drawn); "
+            f"expected calibration error {ece:.4f}. {100 * int(top['count']) / max(n, 1):.1f}% of the "
+            f"predictions have confidence above {top['lower']:.2f}.")
+
+
+def mistakes_figure(images: np.ndarray, mistakes: Sequence[dict[str, Any]], max_cols: int = 8) -> "Figure":
+    """Grid of misclassified images (M, H, W) titled "true→predicted (confidence)" and their source index."""
+    titles = [f"{m['true']}→{m['predicted']} ({m['confidence']:.2f})\n#{m.get('source_index', m['index'])}"
+              for m in mistakes]
+    return image_grid(images, titles, "Most confident mistakes: true→predicted (confidence), source index",
+                      max_cols=max_cols, empty_text="no mistakes")
+
+
+def mistakes_caption(mistakes: Sequence[dict[str, Any]], n_errors: int) -> str:
+    """How many mistakes are shown, of how many, and their confidence range."""
     if not mistakes:
-        axes[0, 0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
-    fig.suptitle("Most confident mistakes: true→predicted (confidence), test index", fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+        return "The model made no mistakes on the test split."
+    low, high = mistakes[-1]["confidence"], mistakes[0]["confidence"]
+    return (f"The {_plural(len(mistakes), 'test image')} (of {n_errors:,} misclassified) the model got wrong "
+            f"with the highest confidence, {low:.2f} to {high:.2f}: true→predicted (confidence), "
+            "#index in the original test file.")
 
 
-def filters_figure(weights: np.ndarray, path: str | os.PathLike, max_cols: int = 10) -> None:
+def filters_figure(weights: np.ndarray, max_cols: int = 10) -> "Figure":
     """First-layer filters (F, C, kh, kw), first input channel, each scaled to its own range."""
-    plt = _pyplot()
     weights = np.asarray(weights)
-    f = weights.shape[0]
-    rows, cols = _grid(f, max_cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.0 * cols, 1.0 * rows + 0.4), squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for i, ax in enumerate(axes.ravel()[:f]):
-        w = weights[i, 0]
-        ax.imshow(w, cmap="gray_r", interpolation="nearest")  # white = negative, black = positive
-    fig.suptitle(f"Learned first-layer filters ({f} × {weights.shape[2]}×{weights.shape[3]})", fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+    f, _, kh, kw = weights.shape
+    # gray_r: white = most negative, black = most positive weight of each filter
+    return image_grid(weights[:, 0], [], f"Learned first-layer filters ({f} × {kh}×{kw})",
+                      max_cols=max_cols, cell=(1.0, 1.0))
 
 
-def feature_maps_figure(image: np.ndarray, maps: np.ndarray, path: str | os.PathLike, title: str,
-                        max_maps: int = 32, max_cols: int = 8) -> None:
-    """An input image (H, W) beside its feature maps (C, h, w) after one layer."""
-    plt = _pyplot()
+def filters_caption(weights: np.ndarray) -> str:
+    f, c, kh, kw = np.asarray(weights).shape
+    channel = "" if c == 1 else f" (input channel 0 of {c})"
+    return (f"The {f} learned {kh}×{kw} filters of the first convolution{channel}, each scaled to its own "
+            "range (dark = positive weight).")
+
+
+def feature_maps_figure(image: np.ndarray, maps: np.ndarray, title: str, max_maps: int = 32,
+                        max_cols: int = 8) -> "Figure":
+    """An input image (H, W) beside its feature maps (C, h, w) after one layer (the first ``max_maps``)."""
+    from pipeline.figures import grid_shape
+
     maps = np.asarray(maps)[:max_maps]
-    rows, cols = _grid(len(maps), max_cols)
-    fig = plt.figure(figsize=(1.2 * (cols + 2), 1.2 * rows + 0.6))
+    rows, cols = grid_shape(len(maps), max_cols)
+    fig = new_figure(1.2 * (cols + 2), 1.2 * rows + 0.6)
     grid = fig.add_gridspec(rows, cols + 2)
     ax = fig.add_subplot(grid[:, :2])
     ax.imshow(image, cmap="gray_r")
@@ -149,5 +163,11 @@ def feature_maps_figure(image: np.ndarray, maps: np.ndarray, path: str | os.Path
         sub.imshow(fmap, cmap="viridis", interpolation="nearest")
         sub.axis("off")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    _save(fig, path)
+    return fig
+
+
+def feature_maps_caption(maps: np.ndarray, source_index: int, label: int, max_maps: int = 32) -> str:
+    c, h, w = np.asarray(maps).shape
+    shown = f"all {c}" if c <= max_maps else f"the first {max_maps} of {c}"
+    return (f"Output of the first convolution for test image #{source_index} (label {label}): "
+            f"{shown} maps of {h}×{w}.")

@@ -1,160 +1,160 @@
-"""Assemble the self-contained HTML report of one run, and the index of all runs.
+"""One run's self-contained HTML page, and its metrics record, written together.
 
-Every figure is embedded as a base64 data URI and the stylesheet is inline, so
-``report.html`` can be mailed, archived or opened offline on its own.
+Every stage is rendered the same way from its ``result.json`` (see
+:mod:`pipeline.result`): its title, headline rows, figures with their captions,
+tables and texts. Figures are embedded as base64 data URIs and the stylesheet is
+inline, so ``report.html`` can be mailed, archived or opened offline on its own.
+Every file read here is first checked against its directory's integrity manifest.
 """
 from __future__ import annotations
 
 import base64
-import datetime as _dt
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
+from pipeline.report.files import METRICS_FILE, REPORT_FILE
+from pipeline.report.render import cell, render
 
-from pipeline import store
+if TYPE_CHECKING:
+    import pandas as pd
 
-TEMPLATES = Path(__file__).with_name("templates")
-
-
-def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        autoescape=jinja2.select_autoescape(["html", "j2"]),
-        undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty cell
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["pct"] = lambda x, digits=2: f"{100.0 * float(x):.{digits}f}%"
-    env.filters["num"] = lambda x: f"{int(x):,}"
-    return env
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+WIDE_FIGURE_PX = 900  # a figure at least this wide spans the page instead of half of it
+WIDE_TABLE_COLUMNS = 8  # a table with more columns than this spans the page
 
 
-def png_data_uri(path: str | os.PathLike) -> str:
-    """The PNG at ``path`` as a ``data:image/png;base64,...`` URI."""
-    data = Path(path).read_bytes()
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
-        raise ValueError(f"{path} is not a PNG file; rerun the task that made it")
+def png_data_uri(data: bytes, name: str) -> str:
+    """PNG bytes (of the file ``name``) as a ``data:image/png;base64,...`` URI."""
+    if not data.startswith(PNG_SIGNATURE):
+        raise ValueError(f"{name} is not a PNG file; rerun the task that made it")
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def collect_section(directory: str | os.PathLike, summary: dict[str, Any]) -> dict[str, list[dict]]:
-    """Figures (as data URIs) and tables (as HTML) listed in a stage's summary JSON.
+def png_width(data: bytes) -> int:
+    """The width in pixels of a PNG image (from its IHDR chunk, which always comes first)."""
+    return int.from_bytes(data[16:20], "big")
 
-    ``summary["figures"]`` lists {"file", "title", "caption"}; ``summary["tables"]``
-    lists {"file", "title"} naming pickled pandas DataFrames in ``directory``.
+
+def _figure(directory: Path, entry: dict[str, str]) -> dict[str, Any]:
+    from pipeline.store.manifest import verified_bytes
+
+    data = verified_bytes(directory / entry["file"])
+    return {"title": entry["title"], "caption": entry["caption"], "uri": png_data_uri(data, entry["file"]),
+            "wide": png_width(data) >= WIDE_FIGURE_PX}
+
+
+def _table(frame: "pd.DataFrame", title: str) -> dict[str, Any]:
+    return {"title": title, "html": table_html(frame),
+            "wide": frame.shape[1] + frame.index.nlevels > WIDE_TABLE_COLUMNS}
+
+
+def table_html(frame: "pd.DataFrame") -> str:
+    """A DataFrame as an HTML table that scrolls inside its section when wide.
+
+    The index is shown only when it means something (named, or not 0..n-1); a named index
+    becomes ordinary leading columns, so the header is one row. Missing values (an empty
+    calibration bin) show as blank cells, not "NaN".
     """
     import pandas as pd
 
-    directory = Path(directory)
-    figures = [
-        {"title": f.get("title", f["file"]), "caption": f.get("caption", ""),
-         "uri": png_data_uri(directory / f["file"])}
-        for f in summary.get("figures", [])
-    ]
-    tables = []
-    for t in summary.get("tables", []):
-        frame = pd.read_pickle(directory / t["file"])
-        html = frame.to_html(classes="data", float_format=lambda v: f"{v:.4g}", border=0)
-        tables.append({"title": t.get("title", t["file"]), "html": f'<div class="table-wrap">{html}</div>'})
-    return {"figures": figures, "tables": tables}
-
-
-def metrics_record(run_id: str, params: dict[str, Any], train: dict[str, Any],
-                   evaluation: dict[str, Any]) -> dict[str, Any]:
-    """The flat ``metrics.json`` of one run: what the run index and cron jobs read."""
-    return {
-        "run_id": run_id,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "test_accuracy": float(evaluation["test_accuracy"]),
-        "test_accuracy_ci95": evaluation.get("ci95"),
-        "test_error_count": evaluation.get("n_errors"),
-        "n_test": evaluation.get("n_test"),
-        "ece": evaluation.get("ece"),
-        "best_val_accuracy": train.get("best_val_accuracy"),
-        "epochs": int(params["epochs"]),
-        "epochs_run": train.get("epochs_run"),
-        "seed": int(params["seed"]),
-        "preset": params["preset"],
-        "train_limit": int(params.get("train_limit", 0)),
-        "train_seconds": float(train["train_seconds"]),
-        "params_sha256": train["params_sha256"],
-        "parameters": params,
-    }
-
-
-def render_report(context: dict[str, Any]) -> str:
-    """Render ``templates/report.html.j2`` with ``context`` to an HTML string."""
-    return _environment().get_template("report.html.j2").render(**context)
-
-
-def point_latest(report_dir: str | os.PathLike, run_id: str) -> None:
-    """Make ``report_dir/latest`` a symlink to ``run_id``, replacing any old one atomically."""
-    report_dir = Path(report_dir)
-    tmp = report_dir / f".latest.{os.getpid()}.tmp"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(run_id, tmp)
-    os.replace(tmp, report_dir / "latest")
-
-
-def run_history(report_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """metrics.json of every run under ``report_dir``, oldest first."""
-    runs = []
-    for path in Path(report_dir).glob("*/metrics.json"):
-        if path.parent.name.startswith(".") or path.parent.is_symlink():
-            continue
-        try:
-            runs.append(store.read_json(path))
-        except ValueError:
-            continue  # a hand-edited, unreadable metrics file must not break the index
-    return sorted(runs, key=lambda m: (m.get("created", ""), m.get("run_id", "")))
-
-
-def render_index(report_dir: str | os.PathLike) -> None:
-    """Write ``index.html`` and ``history.csv`` listing the metrics of every run."""
-    report_dir = Path(report_dir)
-    runs = run_history(report_dir)
-    columns = ["created", "run_id", "preset", "epochs", "seed", "train_limit",
-               "test_accuracy", "best_val_accuracy", "train_seconds", "params_sha256"]
-    lines = [",".join(columns)]
-    for m in runs:
-        lines.append(",".join(str(m.get(c, "")) for c in columns))
-    store.write_bytes(report_dir / "history.csv", ("\n".join(lines) + "\n").encode())
-    html = _environment().get_template("index.html.j2").render(runs=runs)
-    store.write_bytes(report_dir / "index.html", html.encode("utf-8"))
-
-
-def headline(summary: dict[str, Any], limit: int = 24) -> list[tuple[str, Any]]:
-    """The scalar entries of a stage summary, for a key/value table (nested data is skipped)."""
-    rows = []
-    for key, value in summary.items():
-        if isinstance(value, bool) or isinstance(value, (int, str)):
-            rows.append((key.replace("_", " "), value))
-        elif isinstance(value, float):
-            rows.append((key.replace("_", " "), f"{value:.6g}"))
-    return rows[:limit]
-
-
-def history_table(history: list[dict[str, Any]]) -> str:
-    """The per-epoch training history as an HTML table."""
-    import pandas as pd
-
-    if not history:
-        return "<p>No epochs recorded.</p>"
-    frame = pd.DataFrame(history).set_index("epoch")
-    html = frame.to_html(classes="data", float_format=lambda v: f"{v:.4g}", border=0)
+    if isinstance(frame, pd.Series):
+        frame = frame.to_frame()
+    named = all(name is not None for name in frame.index.names)
+    show_index = named or not isinstance(frame.index, pd.RangeIndex)
+    if named and frame.columns.name is None and not set(frame.index.names) & set(frame.columns):
+        frame, show_index = frame.reset_index(), False
+    html = frame.to_html(classes="data", float_format=lambda v: f"{v:.4g}", border=0, na_rep="",
+                         index=show_index)
     return f'<div class="table-wrap">{html}</div>'
 
 
-def rerun_command(params: dict[str, Any]) -> str:
-    """The luigi command line that regenerates this run."""
-    parts = ["luigi --module tasks RunPipeline --local-scheduler"]
-    for key, value in sorted(params.items()):
-        flag = "--" + key.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else "")
-        else:
-            parts.append(f"{flag} {value}")
-    return " ".join(p for p in parts if p)
+def _label(name: str) -> str:
+    text = name.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+def stage_section(section_id: str, directory: str | os.PathLike) -> dict[str, Any]:
+    """The page section of the stage whose output is ``directory``, built from its result.json alone:
+    {"id", "title", "headline" [(label, text)], "figures" [{"title", "caption", "uri", "wide"}],
+    "tables" [{"title", "html", "wide"}], "texts" [{"title", "text"}]}."""
+    from pipeline import store
+    from pipeline.result import read_result
+    from pipeline.store.manifest import verified_bytes
+
+    directory = Path(directory)
+    result = read_result(directory)
+    return {
+        "id": section_id,
+        "title": result["title"],
+        "headline": [(label, cell(value)) for label, value in result["headline"]],
+        "figures": [_figure(directory, f) for f in result["figures"]],
+        "tables": [_table(store.read_verified(directory / t["file"]), t["title"]) for t in result["tables"]],
+        "texts": [{"title": _label(t["title"]), "text": verified_bytes(directory / t["file"]).decode("utf-8")}
+                  for t in result["texts"]],
+    }
+
+
+def acquisition_section(manifest: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The acquisition section, in the same shape as :func:`stage_section`, from the fetch manifest
+    {file name: {"mirror", "bytes", "sha256_content", "seconds", "failed_attempts", ...}}."""
+    import pandas as pd
+
+    files = sorted(manifest.items())
+    frame = pd.DataFrame(
+        [{"file": name, "served by": f["mirror"], "bytes (gzip)": f"{f['bytes']:,}",
+          "content sha256": f["sha256_content"][:16] + "…", "seconds": f"{f['seconds']:.2f}",
+          "failed attempts": len(f["failed_attempts"])} for name, f in files],
+        columns=["file", "served by", "bytes (gzip)", "content sha256", "seconds", "failed attempts"])
+    mirrors = sorted({f["mirror"] for _, f in files})
+    headline = [
+        ("Files", f"{len(files)}"),
+        ("Bytes (gzip)", f"{sum(f['bytes'] for _, f in files):,}"),
+        ("Served by", ", ".join(mirrors)),
+        ("Failed attempts", f"{sum(len(f['failed_attempts']) for _, f in files)}"),
+    ]
+    return {"id": "acquisition", "title": "Acquisition", "headline": headline, "figures": [],
+            "tables": [_table(frame, "Files, each verified by the sha256 of its content")],
+            "texts": []}
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One run's page (HTML text) and its metrics record."""
+
+    html: str
+    metrics: dict[str, Any]
+
+
+def run_report(run_id: str, params: dict[str, Any], command: str, acquisition: dict[str, dict[str, Any]],
+               stages: dict[str, str | os.PathLike]) -> RunReport:
+    """The report of one run.
+
+    ``params`` are the run's significant parameters (typed values); ``command`` the command line
+    that regenerates the run; ``acquisition`` the fetch manifest; ``stages`` maps a section id to
+    the output directory of the stage shown there, in page order, and must hold "training" and
+    "evaluation", whose summaries feed the metrics record.
+    """
+    from pipeline.report.metrics import metrics_record
+    from pipeline.result import read_result
+
+    summaries = {key: read_result(stages[key])["summary"] for key in ("training", "evaluation")}
+    metrics = metrics_record(run_id, params, summaries["training"], summaries["evaluation"], command)
+    sections = [acquisition_section(acquisition)]
+    sections += [stage_section(key, directory) for key, directory in stages.items()]
+    html = render("report.html.j2", run_id=run_id, metrics=metrics, sections=sections, command=command)
+    return RunReport(html=html, metrics=metrics)
+
+
+def write_run_report(report: RunReport, directory: str | os.PathLike,
+                     record: dict[str, Any] | None = None) -> Path:
+    """Write ``report`` into ``directory`` (report.html, metrics.json), then the integrity manifest
+    (with ``record``: how the report was made); return the page's path."""
+    from pipeline import store
+
+    directory = Path(directory)
+    store.write_json(directory / METRICS_FILE, report.metrics)
+    store.write_bytes(directory / REPORT_FILE, report.html.encode("utf-8"))
+    store.write_manifest(directory, record)
+    return directory / REPORT_FILE
