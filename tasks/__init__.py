@@ -10,8 +10,9 @@ from tasks.evaluate import EvaluateCNN
 from tasks.explore import ExploreData
 from tasks import notify  # noqa: F401  (registers the failure webhook)
 from tasks.report import RenderReport, RunIndex
+from tasks.nightly import MirrorHealth, Nightly
 from tasks.run import RunPipeline
 from tasks.train import TrainCNN
 
 __all__ = ["FetchMNIST", "CleanData", "PrepareData", "ExploreData", "TrainCNN",
-           "EvaluateCNN", "RenderReport", "RunIndex", "RunPipeline"]
+           "EvaluateCNN", "RenderReport", "RunIndex", "RunPipeline", "MirrorHealth", "Nightly"]

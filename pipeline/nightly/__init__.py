@@ -1,0 +1,1 @@
+"""The nightly stage: mirror health, the comparison of two nights, and the regression gate."""

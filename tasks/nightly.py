@@ -1,0 +1,191 @@
+"""Nightly: the dated entry point for cron, ``luigi --module tasks Nightly --date YYYY-MM-DD``.
+
+A night checks every configured mirror, runs the pipeline (reusing what is cached,
+rebuilding what changed code, parameters or data require), and writes
+``report_dir/nightly/<date>/``: the run's report, ``nightly.html``, ``nightly.json`` (the
+record: fingerprint, mirror health, comparison with the previous night, gate verdict) and,
+when the night passes, ``metrics.json``. A night fails (Luigi's task_failed exit code) when
+the regression gate finds a reason (see :func:`pipeline.nightly.compare.gate_failures`).
+
+Backfill with Luigi's own range tool: ``luigi --module tasks RangeDailyBase --of Nightly
+--start 2026-11-01 --stop 2026-11-08``.
+"""
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import luigi
+from luigi.tools.range import RangeDailyBase  # noqa: F401  (registers it for `--module tasks`)
+
+from tasks.acquire import FetchMNIST
+from tasks.base import PipelineTask, ReportsProgress, flatten
+from tasks.config import data_path, report_path
+from tasks.report import RenderReport, RunIndex
+from tasks.run import RunPipeline
+from tasks.train import TrainCNN
+
+log = logging.getLogger("luigi-interface")
+
+_IMPORTED = time.time()  # fallback for the process start where /proc is absent
+
+
+class nightly(luigi.Config):  # noqa: N801 - Luigi names config sections after the class
+    """``[nightly]``: the regression gate."""
+
+    tolerance = luigi.FloatParameter(default=0.002, description="accuracy drop (fraction, 0.002 = 0.2 points) "
+                                     "tolerated against the previous night and the baseline")
+    baseline_accuracy = luigi.FloatParameter(default=0.0, description="pinned test accuracy a night must reach "
+                                             "(minus the tolerance); 0 = none")
+
+
+class NightFailed(RuntimeError):
+    """The regression gate failed the night; the message lists every reason."""
+
+
+def night_dir(date: dt.date) -> Path:
+    from pipeline.nightly.record import NIGHTLY_DIR
+
+    return report_path(NIGHTLY_DIR, date.isoformat())
+
+
+class MirrorHealth(ReportsProgress, luigi.Task):
+    """Write ``data_dir/nightly/<date>/mirrors.json``: the health of every mirror FetchMNIST is configured with."""
+
+    date = luigi.DateParameter(description="the night")
+
+    def output(self) -> luigi.LocalTarget:
+        from pipeline.nightly.record import HEALTH_FILE, NIGHTLY_DIR
+
+        return luigi.LocalTarget(str(data_path(NIGHTLY_DIR, self.date.isoformat(), HEALTH_FILE)))
+
+    def run(self):
+        from pipeline import store
+        from pipeline.nightly.health import check_mirrors
+
+        fetch = FetchMNIST()
+        earlier = sorted(p for p in Path(self.output().path).parents[1].glob(f"*/{Path(self.output().path).name}")
+                         if p.parent.name < self.date.isoformat())
+        previous = store.read_json(earlier[-1]) if earlier else None
+        health = check_mirrors(list(fetch.mirrors), previous, today=self.date.isoformat(),
+                               connect_timeout=fetch.connect_timeout, read_timeout=fetch.read_timeout,
+                               progress=self.progress)
+        store.write_json(self.output().path, health)
+
+
+def _with_pipeline_parameters(cls):
+    """Give ``cls`` every parameter of RunPipeline, as keyword-only flags.
+
+    Like ``luigi.util.inherits``, but non-positional: the night's ``date`` stays the first
+    positional parameter, which is what Luigi's RangeDailyBase fills in.
+    """
+    for name, param in RunPipeline.get_params():
+        keyword_only = copy.copy(param)
+        keyword_only.positional = False
+        setattr(cls, name, keyword_only)
+    return cls
+
+
+@_with_pipeline_parameters
+class Nightly(ReportsProgress, luigi.Task):
+    """One dated night: mirror health, the pipeline, the comparison and the regression gate."""
+
+    date = luigi.DateParameter(default=dt.date.today(), description="the night, YYYY-MM-DD (default: today)")
+    recheck = luigi.BoolParameter(default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
+                                  description="also retrain from scratch in a scratch directory and require "
+                                              "the very same parameters, bit for bit, as the cached model")
+
+    def requires(self):
+        return {"mirrors": MirrorHealth(date=self.date), "index": self.clone(RunIndex)}
+
+    def output(self) -> luigi.LocalTarget:
+        from pipeline.report.files import METRICS_FILE
+
+        return luigi.LocalTarget(str(night_dir(self.date) / METRICS_FILE))
+
+    def run(self):
+        from pipeline import store
+        from pipeline.nightly import record as night
+        from pipeline.nightly.compare import compare_nights, gate_failures
+
+        report = self.clone(RenderReport)
+        metrics = store.read_verified_json(report.output_dir() / "metrics.json")
+        manifests = {t.task_family: store.read_manifest(t.output_dir())
+                     for t in _pipeline_tasks(report) if isinstance(t, PipelineTask)}
+        current = {
+            "date": self.date.isoformat(), "run_id": report.run_id(), "metrics": metrics,
+            "fingerprint": night.fingerprint(manifests, metrics["parameters"],
+                                             store.read_json(FetchMNIST().output().path)),
+            "mirror_health": store.read_json(self.input()["mirrors"].path),
+            "recheck": self.recheck_model(metrics["params_sha256"]) if self.recheck else None,
+        }
+        previous = night.previous_night(night_dir(self.date).parent, self.date.isoformat())
+        current["wall_seconds"] = _process_seconds()
+        current["comparison"] = compare_nights(current, previous)
+        cfg = nightly()
+        current["failures"] = gate_failures(current, previous, tolerance=cfg.tolerance,
+                                            baseline=cfg.baseline_accuracy or None)
+        current["status"] = "failed" if current["failures"] else "passed"
+        self.write_night(current, report.output_dir())
+        if current["failures"]:
+            raise NightFailed(f"night {self.date} failed the regression gate: " + "; ".join(current["failures"]))
+        log.info("Night %s passed: %s, test accuracy %.2f%%, %s", self.date, report.run_id(),
+                 100 * metrics["test_accuracy"], "same model as the previous night"
+                 if current["comparison"].get("same_model") else "model changed or no previous night")
+
+    def recheck_model(self, cached_sha256: str) -> dict:
+        """Retrain from scratch in a scratch directory and compare parameters bit for bit."""
+        from pipeline.train.stage import train_stage
+
+        train = self.clone(TrainCNN)
+        data = train.requires().output_load()  # the prepared splits, verified
+        scratch = Path(tempfile.mkdtemp(prefix=".recheck-", dir=data_path()))
+        try:
+            started = time.monotonic()
+            result = train_stage(data, self.preset, train.train_config(), scratch, progress=self.progress)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        sha = result.summary["params_sha256"]
+        return {"params_sha256": sha, "identical": sha == cached_sha256, "seconds": time.monotonic() - started}
+
+    def write_night(self, record: dict, run_report_dir: Path) -> None:
+        """``report_dir/nightly/<date>/``, built whole and swapped in: report, page, record, metrics if passed."""
+        from pipeline import store
+        from pipeline.nightly.page import render_night
+        from pipeline.nightly.record import HEALTH_FILE, PAGE_FILE, RECORD_FILE
+        from pipeline.report.files import METRICS_FILE, REPORT_FILE
+
+        with store.staged_dir(night_dir(self.date)) as tmp:
+            shutil.copyfile(run_report_dir / REPORT_FILE, tmp / REPORT_FILE)
+            store.write_json(tmp / HEALTH_FILE, record["mirror_health"])
+            store.write_bytes(tmp / PAGE_FILE, render_night(record).encode("utf-8"))
+            store.write_json(tmp / RECORD_FILE, record)
+            if record["status"] == "passed":
+                store.write_json(tmp / METRICS_FILE, {**record["metrics"], "nightly": {
+                    "date": record["date"], "comparison": record["comparison"], "status": record["status"]}})
+            store.write_manifest(tmp, {"task": self.task_family, "task_id": self.task_id})
+
+
+def _pipeline_tasks(root: luigi.Task) -> list[luigi.Task]:
+    """Every task in ``root``'s tree, each once."""
+    seen, todo = {}, [root]
+    while todo:
+        task = todo.pop()
+        if task.task_id not in seen:
+            seen[task.task_id] = task
+            todo.extend(flatten(task.requires()))
+    return list(seen.values())
+
+
+def _process_seconds() -> float:
+    """Seconds since this process (the luigi command) started."""
+    try:
+        return time.time() - os.stat(f"/proc/{os.getpid()}").st_ctime
+    except OSError:
+        return time.time() - _IMPORTED
