@@ -8,6 +8,7 @@ crash leaves either the old result or the new one, never a mixture.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -26,6 +27,19 @@ def _umask() -> int:
 # mkstemp creates files 0600; results are meant to be shared like any other file.
 FILE_MODE = 0o666 & ~_umask()
 DIR_MODE = 0o777 & ~_umask()
+
+
+class StorageFullError(OSError):
+    """The filesystem under the data or report directory has no room (or quota) left."""
+
+
+def _full(exc: OSError, path: Path) -> OSError:
+    """``exc`` restated as a :class:`StorageFullError` that names the path and the fix, when it is one."""
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return exc
+    return StorageFullError(exc.errno, f"no space left on the device while writing {path} ({exc.strerror}); "
+                                       "nothing was replaced. Free space there, or point data_dir/report_dir "
+                                       "([storage] in luigi.cfg) at a larger disk, and rerun")
 
 
 def fsync_dir(directory: str | os.PathLike) -> None:
@@ -56,6 +70,8 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
             os.fsync(fh.fileno())
         os.replace(tmp_path, final)
         fsync_dir(final.parent)
+    except OSError as exc:
+        raise _full(exc, final) from exc
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
