@@ -122,8 +122,10 @@ class PipelineTask(ReportsProgress, luigi.Task):
     def stale_reasons(self) -> list[str]:
         """Why this task would run, in words; empty when its output is up to date.
 
-        Reasons: missing output, an unreadable or incomplete manifest, changed parameters,
-        changed code (naming the modules), an input rebuilt after this output.
+        Reasons: missing output, an unreadable manifest or a file it lists missing, changed
+        parameters, changed code (naming the modules), an input rebuilt after this output. A file
+        whose bytes changed is not a reason to rebuild quietly: loading it fails, naming the file
+        (``mnist-pipeline ls`` checks every hash).
         """
         from pipeline import store
         from pipeline.store.code import changed_modules
@@ -135,7 +137,8 @@ class PipelineTask(ReportsProgress, luigi.Task):
             manifest = store.read_manifest(self.output_dir())
         except store.IntegrityError as exc:
             return [f"unreadable output: {exc}"]
-        reasons = [f"incomplete output: {p}" for p in store.listing_problems(self.output_dir(), manifest)]
+        reasons = [f"incomplete output: {name} is listed in {marker.name} but missing"
+                   for name in store.missing_files(self.output_dir(), manifest)]
         if not Path(self.output().path).exists():
             reasons.append(f"incomplete output: no {self.primary}")
         params = self.to_str_params(only_significant=True)

@@ -7,10 +7,10 @@ from pipeline.store.atomic import FILE_MODE, StorageFullError, atomic_path, fsyn
 from pipeline.store.formats import (PICKLE_PROTOCOL, json_bytes, read_json, to_jsonable,
                                     write_json, write_pickle)
 from pipeline.store.hashing import sha256_file
-from pipeline.store.manifest import (MANIFEST_FILE, IntegrityError, listing_problems, read_manifest,
+from pipeline.store.manifest import (MANIFEST_FILE, IntegrityError, listing_problems, missing_files, read_manifest,
                                      read_verified, read_verified_json, read_verified_pickle, write_manifest)
 
 __all__ = ["FILE_MODE", "StorageFullError", "atomic_path", "fsync_dir", "staged_dir", "write_bytes", "PICKLE_PROTOCOL",
            "json_bytes", "read_json", "to_jsonable", "write_json", "write_pickle",
-           "sha256_file", "MANIFEST_FILE", "IntegrityError", "listing_problems", "read_manifest",
+           "sha256_file", "MANIFEST_FILE", "IntegrityError", "listing_problems", "missing_files", "read_manifest",
            "read_verified", "read_verified_json", "read_verified_pickle", "write_manifest"]

@@ -118,12 +118,48 @@ def closure_digests(roots: Iterable[str]) -> dict[str, str]:
     return dict(sorted(digests.items()))
 
 
+def _bound_names(node: ast.AST) -> set[str]:
+    """Names a top-level statement binds (imports, assignments, function and class definitions)."""
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return {(a.asname or a.name).split(".")[0] for a in node.names}
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+    return set()
+
+
+def _used_names(nodes: Iterable[ast.AST]) -> set[str]:
+    return {n.id for root in nodes for n in ast.walk(root) if isinstance(n, ast.Name)}
+
+
+def class_nodes(tree: ast.Module, name: str) -> list[ast.AST]:
+    """The class ``name`` and the top-level statements of its module it uses, transitively.
+
+    A module may define several tasks; an import or helper that only another class uses
+    is not part of this one's code (CleanData does not depend on what PrepareData imports).
+    """
+    top = {id(n): n for n in tree.body}
+    chosen = [n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == name]
+    if not chosen:
+        raise ValueError(f"class {name} is not defined at the top level of its module")
+    used = _used_names(chosen)
+    while True:
+        more = [n for n in tree.body if id(n) in top and n not in chosen and _bound_names(n) & used
+                and not isinstance(n, ast.ClassDef)]
+        if not more:
+            break
+        chosen.extend(more)
+        used |= _used_names(more)
+    return sorted(chosen, key=lambda n: n.lineno)
+
+
 def class_code(cls: type) -> dict[str, str]:
-    """{name: digest} of the code a class runs: its own module minus the other classes defined
-    there, its base classes' code, and every project module these import, transitively."""
+    """{name: digest} of the code a class runs: its definition and the top-level statements of
+    its module it uses, its base classes' code, and every project module these import, transitively."""
     module = sys.modules[cls.__module__]
-    tree = ast.parse(inspect.getsource(module))
-    own = [node for node in tree.body if not (isinstance(node, ast.ClassDef) and node.name != cls.__name__)]
+    own = class_nodes(ast.parse(inspect.getsource(module)), cls.__name__)
     digests = {f"{cls.__module__}.{cls.__name__}": hashlib.sha256(normalized_dump(own).encode()).hexdigest()}
     digests.update(closure_digests(imported_modules(own, module.__package__ or "")))
     for base in cls.__mro__[1:]:

@@ -75,6 +75,12 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def missing_files(directory: str | os.PathLike, manifest: dict[str, Any]) -> list[str]:
+    """Names the manifest lists that are not in ``directory`` (an output someone partly deleted)."""
+    directory = Path(directory)
+    return sorted(name for name in manifest["files"] if not (directory / name).is_file())
+
+
 def listing_problems(directory: str | os.PathLike, manifest: dict[str, Any] | None = None) -> list[str]:
     """Cheap checks, no hashing: files the manifest lists that are missing or of another size."""
     directory = Path(directory)
