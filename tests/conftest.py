@@ -14,11 +14,12 @@ REPO = Path(__file__).resolve().parents[1]
 MNIST_DIR = REPO / "data" / "mirror" / "mnist"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def mnist_dir() -> Path:
     """The bundled real MNIST .gz files (skip when the checkout lacks them)."""
     if not (MNIST_DIR / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"real MNIST not found at {MNIST_DIR}: copy ../shared/datasets/mnist/*.gz there")
+        pytest.skip(f"the bundled real MNIST is missing from {MNIST_DIR}; restore it with "
+                    "`git checkout -- data/mirror/mnist`")
     return MNIST_DIR
 
 
@@ -53,10 +54,8 @@ SMALL_RUN = dict(train_limit=3000, epochs=2, seed=7, preset="simple")
 
 
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory):
+def small_run(tmp_path_factory, mnist_dir):
     """Run the whole pipeline once on a small subset; yields (root, task)."""
-    if not (Path(__file__).parents[1] / "data/mirror/mnist/train-images-idx3-ubyte.gz").exists():
-        pytest.skip("the bundled MNIST copy data/mirror/mnist is missing")
     from tasks import RunPipeline
 
     root = tmp_path_factory.mktemp("e2e")
