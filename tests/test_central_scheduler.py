@@ -72,12 +72,14 @@ def test_two_workers_share_one_pipeline_through_luigid(luigid, tmp_path):
     workers = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
                for _ in range(2)]
     outputs = [w.communicate(timeout=600)[0] for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    # With [retcode] set, a worker that found a task being run by the other worker exits with
+    # already_running (10), Luigi's documented signal; anything else would be a failure.
+    assert all(w.returncode in (0, 10) for w in workers), outputs
 
     done = _scheduler_tasks(luigid, "DONE")
     families = {t["name"] for t in done.values()}
     assert {"FetchMNIST", "CleanData", "PrepareData", "ExploreData", "TrainCNN",
-            "EvaluateCNN", "RenderReport", "RunPipeline"} <= families
+            "EvaluateCNN", "RenderReport", "RunIndex", "RunPipeline"} <= families
     assert _scheduler_tasks(luigid, "FAILED") == {}
     # Progress reached the scheduler (what luigid's web page shows while a task runs).
     by_name = {t["name"]: t for t in done.values()}
@@ -89,6 +91,7 @@ def test_two_workers_share_one_pipeline_through_luigid(luigid, tmp_path):
     # The scheduler hands each task to one worker: no task ran in both processes.
     first, second = (_ran_here(o) for o in outputs)
     assert sorted(first + second) == sorted(["FetchMNIST", "CleanData", "PrepareData", "ExploreData",
-                                             "TrainCNN", "EvaluateCNN", "RenderReport", "RunPipeline"])
+                                             "TrainCNN", "EvaluateCNN", "RenderReport", "RunIndex",
+                                             "RunPipeline"])
     reports = [p for p in (tmp_path / "reports").glob("*/report.html") if not p.parent.is_symlink()]
     assert len(reports) == 1

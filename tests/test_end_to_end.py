@@ -14,7 +14,7 @@ import luigi
 import numpy as np
 
 from conftest import storage_at
-from pipeline import store
+from pipeline.nn.digest import sha256_arrays
 
 def _all_outputs(root: Path) -> dict[str, int]:
     """mtime of every file under data/ and reports/ (to see which tasks wrote)."""
@@ -49,7 +49,7 @@ def test_params_sha256_matches_the_saved_model_and_loads_with_plain_pickle(small
         saved = pickle.load(fh)  # plain dict of builtins and ndarrays
     assert isinstance(saved["params"], dict) and saved["spec"]
     assert all(isinstance(v, np.ndarray) and v.dtype == np.float32 for v in saved["params"].values())
-    assert store.sha256_arrays(saved["params"]) == metrics["params_sha256"]
+    assert sha256_arrays(saved["params"]) == metrics["params_sha256"]
 
 
 def test_prepared_split_is_disjoint_stratified_and_normalized(small_run):
@@ -77,9 +77,9 @@ def test_second_run_does_nothing(small_run):
 
 def test_deleting_the_evaluation_reruns_only_evaluation_and_report(small_run):
     root, task = small_run
-    (evaluation,) = (root / "data" / "eval").glob("*/evaluation.json")
+    (evaluation,) = (root / "data" / "eval").glob("*/result.json")
     (model,) = (root / "data" / "models").glob("*/model.pkl")
-    (explore,) = (root / "data" / "explore").glob("*/explore.json")
+    (explore,) = (root / "data" / "explore").glob("*/result.json")
     report = root / "reports" / "latest" / "report.html"
     stamps = {p: p.stat().st_mtime_ns for p in (model, explore, report.resolve())}
     evaluation.unlink()
