@@ -47,6 +47,14 @@ class RenderReport(PipelineTask):
             "evaluation": self.clone(EvaluateCNN),
         }
 
+    @classmethod
+    def code_digests(cls) -> dict[str, str]:
+        """The code of the task and its modules, and the page's template: an edited template re-renders."""
+        from pipeline.report.page import PAGE_TEMPLATE
+        from pipeline.report.render import template_digest
+
+        return {**super().code_digests(), f"pipeline.report.templates/{PAGE_TEMPLATE}": template_digest(PAGE_TEMPLATE)}
+
     def stale_reasons(self) -> list[str]:
         reasons = super().stale_reasons()
         if not reasons and not (self.output_dir() / METRICS_FILE).exists():

@@ -96,7 +96,7 @@ def test_run_report_shows_every_stage_and_writes_page_and_metrics(tmp_path):
     # acquisition from the fetch manifest
     assert "train-images-idx3-ubyte.gz" in html and "1,001" in html and "<dt>Failed attempts</dt><dd>1</dd>" in html
     assert 'id="test-accuracy">87.65%<' in html and "1,234 misclassified" in html
-    assert '<pre id="rerun-command">luigi --augment false</pre>' in html
+    assert '<pre id="rerun-command"><span>luigi</span> <span>--augment</span> <span>false</span></pre>' in html
     assert "http://" not in html and "https://" not in html  # self-contained
     m = report.metrics
     assert m["rerun_command"] == "luigi --augment false" and m["test_accuracy"] == 0.8765
@@ -241,3 +241,25 @@ def test_run_index_is_incomplete_when_latest_is_gone_or_the_report_is_newer(fake
     assert task.complete()
     report_path("index.html").write_text("<html></html>")  # an index that does not list the run
     assert not task.complete()
+
+
+def test_an_edited_page_template_makes_the_report_stale(isolated_storage):
+    """The page depends on its template as on code: the report records the template's digest."""
+    from pipeline.report.render import TEMPLATES
+    from pipeline.store.hashing import sha256_file
+    from tasks import RenderReport
+
+    report = RenderReport(preset="simple", epochs=1, train_limit=100)
+    digests = report.code_digests()
+    key = "pipeline.report.templates/report.html.j2"
+    assert digests[key] == sha256_file(TEMPLATES / "report.html.j2")
+    assert "pipeline.report.page" in digests and "tasks.report.RenderReport" in digests
+    run_dir = report.output_dir()
+    assert report.stale_reasons() == ["missing output"]
+    store.write_bytes(run_dir / "report.html", b"<html></html>")
+    store.write_json(run_dir / "metrics.json", {})
+    record = {"params": report.to_str_params(only_significant=True), "code": {"modules": digests}}
+    store.write_manifest(run_dir, record)
+    assert report.stale_reasons() == []
+    store.write_manifest(run_dir, {**record, "code": {"modules": {**digests, key: "0" * 64}}})
+    assert report.stale_reasons() == [f"changed code: {key}"]

@@ -45,6 +45,8 @@ def test_report_renders_offline_with_all_figures(small_run, browser, tmp_path):
     shown = page.inner_text("#test-accuracy")
     assert shown == f"{100 * metrics['test_accuracy']:.2f}%"
     assert page.inner_text("#run-id") == metrics["run_id"]
+    assert page.inner_text("#rerun-command") == metrics["rerun_command"]  # shown whole, wrapped, not cut
+    assert "--augment true" in metrics["rerun_command"]
     for section in ("acquisition", "cleaning", "exploration", "training", "evaluation", "parameters"):
         assert page.locator(f"section#{section}").count() == 1
         assert page.locator(f"section#{section}").inner_text().strip()

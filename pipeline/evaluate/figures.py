@@ -61,7 +61,7 @@ def confusion_caption(cm: np.ndarray, pairs: Sequence[dict[str, int]]) -> str:
 
 def per_class_figure(table: "pd.DataFrame") -> "Figure":
     """Precision, recall and F1 per class (DataFrame from :func:`pipeline.evaluate.metrics.per_class_table`)."""
-    fig = new_figure(8, 3.4)
+    fig = new_figure(7, 3.4)
     ax = fig.add_subplot()
     classes = np.arange(len(table))
     width = 0.27
@@ -71,7 +71,7 @@ def per_class_figure(table: "pd.DataFrame") -> "Figure":
     ax.set(xticks=classes, xticklabels=[str(c) for c in table.index], xlabel="class",
            ylim=(max(0.0, low - 0.02), 1.0), title="Per-class precision, recall and F1")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(loc="lower right", ncol=3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)  # beside the bars, never over them
     return fig
 
 
@@ -152,7 +152,7 @@ def feature_maps_figure(image: np.ndarray, maps: np.ndarray, title: str, max_map
 
     maps = np.asarray(maps)[:max_maps]
     rows, cols = grid_shape(len(maps), max_cols)
-    fig = new_figure(1.2 * (cols + 2), 1.2 * rows + 0.6)
+    fig = new_figure(0.95 * (cols + 2), 0.95 * rows + 0.5)
     grid = fig.add_gridspec(rows, cols + 2)
     ax = fig.add_subplot(grid[:, :2])
     ax.imshow(image, cmap="gray_r")

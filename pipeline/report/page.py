@@ -20,6 +20,7 @@ from pipeline.report.render import cell, render
 if TYPE_CHECKING:
     import pandas as pd
 
+PAGE_TEMPLATE = "report.html.j2"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDE_FIGURE_PX = 900  # a figure at least this wide spans the page instead of half of it
 WIDE_TABLE_COLUMNS = 8  # a table with more columns than this spans the page
@@ -143,7 +144,7 @@ def run_report(run_id: str, params: dict[str, Any], command: str, acquisition: d
     metrics = metrics_record(run_id, params, summaries["training"], summaries["evaluation"], command)
     sections = [acquisition_section(acquisition)]
     sections += [stage_section(key, directory) for key, directory in stages.items()]
-    html = render("report.html.j2", run_id=run_id, metrics=metrics, sections=sections, command=command)
+    html = render(PAGE_TEMPLATE, run_id=run_id, metrics=metrics, sections=sections, command=command)
     return RunReport(html=html, metrics=metrics)
 
 
