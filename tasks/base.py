@@ -32,6 +32,7 @@ from tasks.config import data_path, slug
 
 log = logging.getLogger("luigi-interface")
 
+_LOGGED: set[str] = set()
 PROGRESS_INTERVAL = 1.0  # seconds between scheduler updates and terminal redraws
 LOG_INTERVAL = 10.0  # seconds between progress lines when stderr is a log file, not a terminal
 
@@ -161,7 +162,10 @@ class PipelineTask(ReportsProgress, luigi.Task):
             return False
         reasons = self.stale_reasons()
         if reasons and self.output_dir().exists():
-            log.info("%s is stale: %s", self.task_id, "; ".join(reasons))
+            message = f"{self.task_id} is stale: " + "; ".join(reasons)
+            if message not in _LOGGED:  # complete() is asked many times per run: say it once
+                _LOGGED.add(message)
+                log.info(message)
         return not reasons
 
     def input_dir(self, key: str | None = None) -> Path:

@@ -20,7 +20,7 @@ log = logging.getLogger("luigi-interface")
 class TrainCNN(PipelineTask):
     """Write ``data_dir/models/<preset>-e<epochs>-s<seed>[-n<limit>]-<hash>/``: model.pkl, the
     training record (result.json: settings, outcome, per-epoch history), history.pkl,
-    learning_curves.png and summary.txt.
+    learning_curves.png and model.txt (the layer-by-layer summary).
 
     model.pkl is a plain pickle (format, spec, input_shape, params, buffers) holding the
     parameters of the epoch that was best on the *validation* split. A checkpoint
@@ -40,7 +40,9 @@ class TrainCNN(PipelineTask):
                                       description="adam, or sgd with Nesterov momentum 0.9")
     weight_decay = luigi.FloatParameter(default=0.0, description="L2 penalty added to the gradients")
     schedule = luigi.ChoiceParameter(choices=SCHEDULES, default="cosine",
-                                     description="learning rate per epoch")
+                                     description="learning rate per epoch. On the command line write "
+                                                 "--RunPipeline-schedule (or --TrainCNN-schedule): Luigi takes a "
+                                                 "bare --schedule for an abbreviation of its --scheduler-* flags")
     augment = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
                                   description="random shifts (±2 px) and rotations (±10°) of training images; "
                                               "--augment false to turn off")

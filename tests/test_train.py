@@ -256,7 +256,7 @@ def test_train_stage_returns_the_run_as_one_result(subset, tmp_path):
     (figure,) = result.figures
     assert f"best in epoch {s['best_epoch']} of 2" in figure.caption
     assert f"{100 * s['best_val_accuracy']:.2f}%" in figure.caption
-    assert result.texts["summary"].startswith("Layer (type)")
+    assert result.texts["model"].startswith("Layer (type)")
     model = model_from_state(result.artifacts["model"])
     assert sha256_arrays(model.parameters()) == s["params_sha256"]
     # everything but the model and the figure is JSON: it goes into result.json as it is

@@ -116,5 +116,5 @@ def train_stage(data: dict[str, np.ndarray], preset: str, config: TrainConfig,
                     caption=learning_curves_caption(result.history, result.best_epoch, result.stopped_early))
     return StageResult(title="Training", summary=summary, headline=headline,
                        tables=[history_table(result.history)], figures=[curves],
-                       texts={"summary": result.model.summary() + "\n"},
+                       texts={"model": result.model.summary() + "\n"},
                        artifacts={"model": model_state(result.model)})
