@@ -128,14 +128,14 @@ def test_interrupted_run_resumes_to_bit_identical_parameters(subset, tmp_path):
     with pytest.raises(Interrupt):
         # dies in the middle of epoch 3 (fraction 0.625 of 4 epochs), after checkpoint 2 was written
         run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.625))
-    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0001.pkl", "epoch-0002.pkl"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0001.pkl", "epoch-0002.pkl", "manifest.json"]
     resumed = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
     assert resumed.resumed_from_epoch == 2
     assert resumed.params_sha256 == straight.params_sha256
     assert [h["val_loss"] for h in resumed.history] == [h["val_loss"] for h in straight.history]
     assert resumed.best_epoch == straight.best_epoch
     # only the newest two checkpoints are kept
-    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0003.pkl", "epoch-0004.pkl"]
+    assert sorted(p.name for p in ckpt.iterdir()) == ["epoch-0003.pkl", "epoch-0004.pkl", "manifest.json"]
 
     # a finished run's checkpoints give the result again without training
     again = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
@@ -153,6 +153,28 @@ def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(subset, tmp
     newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a full disk
     resumed = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
     assert resumed.resumed_from_epoch == 1
+    assert resumed.params_sha256 == straight.params_sha256
+
+
+def test_a_tampered_checkpoint_is_never_unpickled(subset, tmp_path):
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    x, y, xv, yv = (a[:400] for a in subset)
+    config = _config(epochs=3)
+    straight = train(TINY, x, y, xv, yv, config)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(Interrupt):
+        run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.99))
+    newest = ckpt / "epoch-0002.pkl"
+    newest.write_bytes(pickle.dumps({"epoch": 2, "evil": Payload()}))
+    resumed = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    assert not (tmp_path / "pwned").exists()
+    assert resumed.resumed_from_epoch == 1  # the changed checkpoint was skipped, the older one verified
     assert resumed.params_sha256 == straight.params_sha256
 
 
@@ -246,7 +268,8 @@ def test_train_stage_returns_the_run_as_one_result(subset, tmp_path):
     assert s["best_val_accuracy"] == max(h["val_acc"] for h in s["history"])
     assert "best validation accuracy" in s["selection"]
     assert calls[-1][0] == 1.0 and calls[-1][1].startswith("epoch 2/2 done: loss")
-    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["epoch-0001.pkl", "epoch-0002.pkl"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == ["epoch-0001.pkl", "epoch-0002.pkl",
+                                                                     "manifest.json"]
     headline = dict(result.headline)
     assert headline["Best epoch"] == s["best_epoch"]
     assert headline["Best validation accuracy"] == f"{100 * s['best_val_accuracy']:.2f}%"
