@@ -142,7 +142,9 @@ def test_interrupted_run_resumes_to_bit_identical_parameters(subset, tmp_path):
     assert again.resumed_from_epoch == 4 and again.params_sha256 == straight.params_sha256
 
 
-def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(subset, tmp_path):
+def _resume_after_spoiling_the_newest_checkpoint(subset, tmp_path, spoil):
+    """Crash a 3-epoch run after checkpoint 2, let ``spoil(bytes) -> bytes`` change that checkpoint,
+    resume; return (uninterrupted result, resumed result)."""
     x, y, xv, yv = (a[:400] for a in subset)
     config = _config(epochs=3)
     straight = train(TINY, x, y, xv, yv, config)
@@ -150,8 +152,13 @@ def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(subset, tmp
     with pytest.raises(Interrupt):
         run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.99))
     newest = ckpt / "epoch-0002.pkl"
-    newest.write_bytes(newest.read_bytes()[:100])  # truncated, as by a full disk
-    resumed = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    newest.write_bytes(spoil(newest.read_bytes()))
+    return straight, run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+
+
+def test_unreadable_newest_checkpoint_falls_back_to_the_previous_one(subset, tmp_path):
+    # truncated, as by a full disk
+    straight, resumed = _resume_after_spoiling_the_newest_checkpoint(subset, tmp_path, lambda b: b[:100])
     assert resumed.resumed_from_epoch == 1
     assert resumed.params_sha256 == straight.params_sha256
 
@@ -164,15 +171,8 @@ def test_a_tampered_checkpoint_is_never_unpickled(subset, tmp_path):
         def __reduce__(self):
             return (os.system, (f"touch {tmp_path / 'pwned'}",))
 
-    x, y, xv, yv = (a[:400] for a in subset)
-    config = _config(epochs=3)
-    straight = train(TINY, x, y, xv, yv, config)
-    ckpt = tmp_path / "ckpt"
-    with pytest.raises(Interrupt):
-        run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt, progress=_crash_at(0.99))
-    newest = ckpt / "epoch-0002.pkl"
-    newest.write_bytes(pickle.dumps({"epoch": 2, "evil": Payload()}))
-    resumed = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=ckpt)
+    straight, resumed = _resume_after_spoiling_the_newest_checkpoint(
+        subset, tmp_path, lambda b: pickle.dumps({"epoch": 2, "evil": Payload()}))
     assert not (tmp_path / "pwned").exists()
     assert resumed.resumed_from_epoch == 1  # the changed checkpoint was skipped, the older one verified
     assert resumed.params_sha256 == straight.params_sha256
