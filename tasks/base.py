@@ -18,6 +18,7 @@ task would run.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -77,6 +78,37 @@ def _show_logs_when_a_task_starts(task: luigi.Task) -> None:
     show_pipeline_logs()
 
 
+OUTPUT_LOCK_TIMEOUT = 6 * 3600.0  # seconds a run waits for another run making the same output
+
+
+def _one_maker_at_a_time(run):
+    """``run`` under a lock on its output, and skipped when another run made the output while this one
+    waited for the lock.
+
+    Two runs with different parameters share their upstream outputs (one CleanData for every
+    seed): the second waits, says so, and reuses what the first made, instead of making it again
+    and so making the first run's later inputs look stale.
+    """
+    @functools.wraps(run)
+    def locked_run(self):
+        from pipeline.store import lock
+
+        out = self.output_dir()
+
+        def waiting(seconds: float) -> None:
+            log.info("%s: another run is making %s; waiting for it (%.0f s)", self.task_family, out, seconds)
+            self.progress(0.0, f"waiting for another run making {out.name} ({seconds:.0f} s)")
+
+        with lock.exclusive(out.parent / f".{out.name}.lock", OUTPUT_LOCK_TIMEOUT, waiting) as waited:
+            if waited and self.complete():
+                log.info("%s: made by another run while this one waited; reusing it", self.task_id)
+                return None
+            return run(self)
+
+    locked_run.one_maker_at_a_time = True
+    return locked_run
+
+
 class PipelineTask(ReportsProgress, luigi.Task):
     """A task with one output directory under ``data_dir/<stage>/<slug>``.
 
@@ -87,6 +119,12 @@ class PipelineTask(ReportsProgress, luigi.Task):
 
     stage: str = ""
     primary: str = ""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is not None and not getattr(run, "one_maker_at_a_time", False):
+            cls.run = _one_maker_at_a_time(run)  # every task's run() holds its output's lock
 
     def params_digest(self) -> str:
         """Hex sha256 of the significant parameters: equal for equal settings, whatever their order."""

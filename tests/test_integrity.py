@@ -205,3 +205,42 @@ def test_a_reused_pid_does_not_keep_debris_alive(tmp_path):
     fresh.write_bytes(b"")
     assert not debris.is_orphan(fresh)
     assert not debris.is_orphan(tmp_path / "plain.tmp")
+
+
+_HOLD = textwrap.dedent('''
+    import sys, time
+    from pipeline.store import lock
+    with lock.exclusive(sys.argv[1], timeout=5):
+        print("locked", flush=True)
+        time.sleep(float(sys.argv[2]))
+''')
+
+
+def test_lock_waits_for_its_holder_reports_and_says_how_long(tmp_path):
+    from pipeline.store import lock
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path / ".x.lock"), "1.2"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    waits = []
+    with lock.exclusive(tmp_path / ".x.lock", timeout=30, on_wait=waits.append, poll=0.05) as waited:
+        assert waited >= 0.8
+    holder.wait(10)
+    assert waits and waits[0] < 0.5  # told at once, not after report_every
+    with lock.exclusive(tmp_path / ".x.lock", timeout=1) as waited:
+        assert waited == 0.0
+
+
+def test_lock_timeout_and_a_killed_holder_releases_it(tmp_path):
+    from pipeline.store import lock
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(tmp_path / ".y.lock"), "60"],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(lock.LockTimeout, match="held by another process"):
+        with lock.exclusive(tmp_path / ".y.lock", timeout=0.3, poll=0.05):
+            pass
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(10)
+    with lock.exclusive(tmp_path / ".y.lock", timeout=5) as waited:  # the kernel dropped the dead holder's lock
+        assert waited < 1.0

@@ -9,7 +9,6 @@ final name never holds a partial or unverified file.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import time
@@ -25,7 +24,7 @@ from pipeline.acquire.meter import ByteProgress, Meter, format_progress, fractio
 from pipeline.acquire.mirrors import Mirror, resolve_mirror
 from pipeline.acquire.verify import VerificationError, verify_gz
 from pipeline.progress import ProgressFn, ignore
-from pipeline.store import fsync_dir
+from pipeline.store import fsync_dir, lock
 
 log = logging.getLogger(__name__)
 
@@ -166,30 +165,22 @@ def present_record(spec: MnistFile, dest: Path, previous: dict | None) -> dict |
 
 
 @contextlib.contextmanager
-def exclusive(dest: Path, timeout: float, progress: ProgressFn = ignore, poll: float = 0.5) -> Iterator[None]:
+def exclusive(dest: Path, timeout: float, progress: ProgressFn = ignore) -> Iterator[None]:
     """Hold a lock on ``dest`` so two runs never write the same ``.part`` file at once.
 
-    A run that finds the lock taken waits for it (saying so through ``progress``), up to
-    ``timeout`` seconds; it then finds the other run's verified files and keeps them.
-    The lock is ``flock`` on a hidden file: the kernel releases it when its holder dies.
+    A run that finds the lock taken waits for it (saying so through ``progress`` and the log),
+    up to ``timeout`` seconds; it then finds the other run's verified files and keeps them.
     """
-    dest.mkdir(parents=True, exist_ok=True)
-    with open(dest / LOCK_FILE, "w") as fh:
-        start = time.monotonic()
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                waited = time.monotonic() - start
-                if waited >= timeout:
-                    raise AcquireError(
-                        f"another run has been fetching into {dest} for over {timeout:g} s; let it finish, or "
-                        f"raise the lock timeout (lock_timeout in luigi.cfg [FetchMNIST])") from None
-                log.info("another run is fetching into %s; waiting for it (%.0f s so far)", dest, waited)
-                progress(0.0, f"waiting for another run's download into {dest} ({waited:.0f} s of {timeout:g} s)")
-                time.sleep(poll)
-        yield
+    def waiting(seconds: float) -> None:
+        log.info("another run is fetching into %s; waiting for it (%.0f s so far)", dest, seconds)
+        progress(0.0, f"waiting for another run's download into {dest} ({seconds:.0f} s of {timeout:g} s)")
+
+    try:
+        with lock.exclusive(dest / LOCK_FILE, timeout, waiting):
+            yield
+    except lock.LockTimeout:
+        raise AcquireError(f"another run has been fetching into {dest} for over {timeout:g} s; let it finish, or "
+                           f"raise the lock timeout (lock_timeout in luigi.cfg [FetchMNIST])") from None
 
 
 def fetch_all(dest: str | os.PathLike, mirror_specs: list[str], options: FetchOptions = FetchOptions(), *,

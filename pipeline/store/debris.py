@@ -32,6 +32,22 @@ def owner_tag() -> str:
     return f"~{_host()}~{os.getpid()}~"
 
 
+def process_start(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), from /proc; None where there is no /proc.
+
+    ``/proc/<pid>/stat`` field 22 counts clock ticks since boot; ``/proc/stat``'s btime is the boot.
+    (The ctime of ``/proc/<pid>`` is when that entry was first looked at, not the process start.)
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])  # fields after "(comm)": state is field 3, starttime 22
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
 def _alive(pid: int, since: float) -> bool:
     """Is process ``pid`` alive, and the same process that was there at time ``since``?"""
     try:
@@ -40,9 +56,8 @@ def _alive(pid: int, since: float) -> bool:
         return False
     except PermissionError:
         pass  # exists, owned by someone else
-    try:
-        started = os.stat(f"/proc/{pid}").st_ctime
-    except OSError:
+    started = process_start(pid)
+    if started is None:
         return True  # no /proc: trust the pid
     return started <= since + 1.0  # a process younger than the debris reuses the pid
 
