@@ -8,7 +8,9 @@ when the night passes, ``metrics.json``. A night fails (Luigi's task_failed exit
 the regression gate finds a reason (see :func:`pipeline.nightly.compare.gate_failures`).
 
 Backfill with Luigi's own range tool: ``luigi --module tasks RangeDailyBase --of Nightly
---start 2026-11-01 --stop 2026-11-08``.
+--start 2026-11-01 --stop 2026-11-08 --of-params '{"epochs": 12}'`` (``--stop`` is exclusive; the
+range reaches back only ``--days-back`` days, 100 by default: older dates are skipped silently).
+Nights run oldest first (see :attr:`Nightly.priority`).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from pathlib import Path
 import luigi
 from luigi.tools.range import RangeDailyBase  # noqa: F401  (registers it for `--module tasks`)
 
+from pipeline.store.debris import process_start
 from tasks.acquire import FetchMNIST
 from tasks.base import PipelineTask, ReportsProgress, flatten
 from tasks.config import data_path, report_path
@@ -33,7 +36,6 @@ from tasks.train import TrainCNN
 
 log = logging.getLogger("luigi-interface")
 
-_IMPORTED = time.time()  # fallback for the process start where /proc is absent
 
 
 class nightly(luigi.Config):  # noqa: N801 - Luigi names config sections after the class
@@ -64,6 +66,19 @@ class MirrorHealth(ReportsProgress, luigi.Task):
         from pipeline.nightly.record import HEALTH_FILE, NIGHTLY_DIR
 
         return luigi.LocalTarget(str(data_path(NIGHTLY_DIR, self.date.isoformat(), HEALTH_FILE)))
+
+    def complete(self) -> bool:
+        """Done when that night's check exists and covers exactly the mirrors configured now.
+
+        (A night that fails discards its check, see :meth:`Nightly.run`, so a rerun checks again.)
+        """
+        from pipeline import store
+
+        try:
+            health = store.read_json(self.output().path)
+        except (OSError, ValueError):
+            return False
+        return health.get("checked") == [str(m) for m in FetchMNIST().mirrors]
 
     def run(self):
         from pipeline import store
@@ -101,6 +116,14 @@ class Nightly(ReportsProgress, luigi.Task):
                                   description="also retrain from scratch in a scratch directory and require "
                                               "the very same parameters, bit for bit, as the cached model")
 
+    @property
+    def priority(self) -> float:
+        """Oldest night first when several are scheduled at once (a backfill), so that each is compared
+        with the night before it; without it Luigi runs the newest first. Within (0, 1) whatever the
+        date: above Luigi's default 0 (which is also its floor: lower priorities count as 0), below a
+        priority of 1 or more that a user sets."""
+        return 1.0 - self.date.toordinal() / 1e7
+
     def requires(self):
         return {"mirrors": MirrorHealth(date=self.date), "index": self.clone(RunIndex)}
 
@@ -108,6 +131,21 @@ class Nightly(ReportsProgress, luigi.Task):
         from pipeline.report.files import METRICS_FILE
 
         return luigi.LocalTarget(str(night_dir(self.date) / METRICS_FILE))
+
+    def complete(self) -> bool:
+        """Done when that date's night passed with these very parameters (the same run id).
+
+        Asked again with other parameters, the night runs again and replaces that date's folder; so
+        parameters the pipeline refuses are refused (a scheduling error) even on a date that passed,
+        instead of the old night answering for the new request.
+        """
+        from pipeline import store
+
+        run_id = self.clone(RenderReport).run_id()
+        try:
+            return store.read_json(self.output().path).get("run_id") == run_id
+        except (OSError, ValueError, AttributeError):
+            return False
 
     def run(self):
         from pipeline import store
@@ -126,7 +164,7 @@ class Nightly(ReportsProgress, luigi.Task):
             "recheck": self.recheck_model(metrics["params_sha256"]) if self.recheck else None,
         }
         previous = night.previous_night(night_dir(self.date).parent, self.date.isoformat())
-        current["wall_seconds"] = _process_seconds()
+        current["wall_seconds"] = _command_seconds()
         current["comparison"] = compare_nights(current, previous)
         cfg = nightly()
         current["failures"] = gate_failures(current, previous, tolerance=cfg.tolerance,
@@ -134,6 +172,9 @@ class Nightly(ReportsProgress, luigi.Task):
         current["status"] = "failed" if current["failures"] else "passed"
         self.write_night(current, report.output_dir())
         if current["failures"]:
+            # The night's record keeps this mirror check; the cached one goes, so that a rerun of the
+            # night (after a bad mirror was fixed or removed) checks the mirrors again.
+            Path(self.input()["mirrors"].path).unlink(missing_ok=True)
             raise NightFailed(f"night {self.date} failed the regression gate: " + "; ".join(current["failures"]))
         log.info("Night %s passed: %s, test accuracy %.2f%%, %s", self.date, report.run_id(),
                  100 * metrics["test_accuracy"], "same model as the previous night"
@@ -183,9 +224,12 @@ def _pipeline_tasks(root: luigi.Task) -> list[luigi.Task]:
     return list(seen.values())
 
 
-def _process_seconds() -> float:
-    """Seconds since this process (the luigi command) started."""
-    try:
-        return time.time() - os.stat(f"/proc/{os.getpid()}").st_ctime
-    except OSError:
-        return time.time() - _IMPORTED
+# When the luigi command started, taken when `--module tasks` imports this module, in the command's
+# own process: worker processes that Luigi forks (--workers N) inherit it.
+_COMMAND_STARTED = process_start(os.getpid()) or time.time()
+
+
+def _command_seconds() -> float:
+    """Seconds since the luigi command started (a backfill's nights share one command: each counts
+    from its start)."""
+    return time.time() - _COMMAND_STARTED

@@ -41,10 +41,12 @@ def compare_nights(current: dict[str, Any], previous: dict[str, Any] | None) -> 
         "data": _changed(old_fp.get("data", {}), cur_fp.get("data", {})),
     }
     same_model = current["metrics"]["params_sha256"] == previous["metrics"]["params_sha256"]
+    old_params, new_params = old_fp.get("params", {}), cur_fp.get("params", {})
     return {
         "previous_date": previous["date"],
         "same_model": same_model,
         "why": why,
+        "parameter_values": {k: [old_params.get(k), new_params.get(k)] for k in why["parameters"]},
         "accuracy": accuracy_delta(current["metrics"], previous["metrics"]),
         "train_seconds_delta": current["metrics"]["train_seconds"] - previous["metrics"]["train_seconds"],
         "wall_seconds_delta": current.get("wall_seconds", 0.0) - previous.get("wall_seconds", 0.0),
@@ -65,11 +67,12 @@ def gate_failures(current: dict[str, Any], previous: dict[str, Any] | None, *, t
     if previous is not None:
         before = float(previous["metrics"]["test_accuracy"])
         if acc < before - tolerance:
-            failures.append(f"test accuracy {acc:.4%} dropped below the previous night's {before:.4%} "
-                            f"({previous['date']}) by more than the tolerance {tolerance:.4%}")
+            failures.append(f"test accuracy {acc:.2%} dropped below the previous night's {before:.2%} "
+                            f"({previous['date']}) by more than the tolerance of {100 * tolerance:.2f} points "
+                            "([nightly] tolerance)")
     if baseline is not None and acc < baseline - tolerance:
-        failures.append(f"test accuracy {acc:.4%} is below the pinned baseline {baseline:.4%} by more than "
-                        f"the tolerance {tolerance:.4%}")
+        failures.append(f"test accuracy {acc:.2%} is below the pinned baseline {baseline:.2%} ([nightly] "
+                        f"baseline_accuracy) by more than the tolerance of {100 * tolerance:.2f} points")
     recheck = current.get("recheck")
     if recheck and not recheck["identical"]:
         failures.append("determinism break: retraining from scratch gave params_sha256 "

@@ -8,6 +8,8 @@ For every mirror and file the check records one status:
 - ``unreachable``: no connection (DNS, refused, timeout): recorded, and harmless while another
   mirror serves verified bytes;
 - ``missing``: the mirror answered but has no such file (HTTP 404/403, no local file);
+- ``error``: the mirror answered with another error status, or the download broke off: recorded,
+  and, like ``unreachable``, harmless while another mirror serves verified bytes;
 - ``mismatch``: the mirror serves something else: a different or corrupt file. This is a finding
   a night must fail on, since a mirror the pipeline trusts is serving wrong data.
 
@@ -63,19 +65,47 @@ def check_local(mirror: Mirror, spec: MnistFile) -> dict[str, Any]:
     return {"range": True, **_verify(path, spec)}
 
 
+def connection_reason(exc: BaseException) -> str:
+    """A short reason for a failed request (``connection refused``, ``host name not resolved``, ...).
+
+    requests nests urllib3's errors several levels deep; the page and the failure sentences want
+    the cause in a few words, the record keeps the full text beside it.
+    """
+    import requests
+
+    text = str(exc)
+    for needle, reason in (("Name or service not known", "host name not resolved"),
+                           ("Temporary failure in name resolution", "host name not resolved"),
+                           ("Failed to resolve", "host name not resolved"),
+                           ("Connection refused", "connection refused"),
+                           ("Network is unreachable", "network unreachable"),
+                           ("No route to host", "no route to host")):
+        if needle in text:
+            return reason
+    if isinstance(exc, requests.ConnectTimeout):
+        return "connection timed out"
+    if isinstance(exc, requests.ReadTimeout):
+        return "no answer within the read timeout"
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
 def check_http(mirror: Mirror, spec: MnistFile, session, previous: dict[str, Any] | None, *,
                connect_timeout: float, read_timeout: float, scratch: Path) -> dict[str, Any]:
-    """An HTTP mirror: a one-byte ``Range`` probe, then a full download only if the validators changed."""
+    """An HTTP mirror: a ``Range`` probe, then a full download only if the validators changed.
+
+    The probe asks for ``bytes=1-``, the open-ended form the downloader resumes with, so
+    ``range`` records the capability a resumed download relies on; only the headers are read.
+    """
     import requests
 
     url = mirror.location(spec.name)
     try:
-        probe = session.get(url, headers={"Range": "bytes=0-0"}, timeout=(connect_timeout, read_timeout),
+        probe = session.get(url, headers={"Range": "bytes=1-"}, timeout=(connect_timeout, read_timeout),
                             stream=True)
         probe.close()
     except requests.RequestException as exc:
         status = "unreachable" if is_unreachable(exc) else "error"
-        return {"status": status, "detail": f"{type(exc).__name__}: {exc}"}
+        return {"status": status, "detail": connection_reason(exc), "error": f"{type(exc).__name__}: {exc}"}
     if probe.status_code in (403, 404, 410):
         return {"status": "missing", "detail": f"HTTP {probe.status_code}"}
     if probe.status_code not in (200, 206):
@@ -90,17 +120,20 @@ def check_http(mirror: Mirror, spec: MnistFile, session, previous: dict[str, Any
     try:
         download(session, url, part, connect_timeout=connect_timeout, read_timeout=read_timeout)
     except (DownloadError, requests.RequestException) as exc:
-        return {**record, "status": "error", "detail": f"{type(exc).__name__}: {exc}"}
+        return {**record, "status": "error", "detail": connection_reason(exc),
+                "error": f"{type(exc).__name__}: {exc}"}
     return {**record, **_verify(part, spec)}
 
 
 def check_mirrors(mirror_specs: list[str], previous: dict[str, Any] | None = None, *, today: str,
                   connect_timeout: float = 5.0, read_timeout: float = 30.0, retries: int = 1,
                   progress: ProgressFn = ignore) -> dict[str, Any]:
-    """Health of every mirror: {"mirrors": {spec: {"files": {name: record}, "serves_all": bool}},
-    "failures": [sentences], "served": {name: [specs serving it]}}. ``previous`` is an earlier result."""
+    """Health of every mirror: {"checked": [specs, in order], "mirrors": {spec: {"files": {name: record},
+    "serves_all": bool, "seconds": float}}, "failures": [sentences], "served": {name: [specs serving it]}}.
+    ``previous`` is an earlier result."""
     previous_mirrors = (previous or {}).get("mirrors", {})
-    result: dict[str, Any] = {"mirrors": {}, "failures": [], "served": {f.name: [] for f in FILES}}
+    result: dict[str, Any] = {"checked": [str(m) for m in mirror_specs],  # in the configured order (JSON sorts keys)
+                              "mirrors": {}, "failures": [], "served": {f.name: [] for f in FILES}}
     with make_session(retries, 0.2) as session, tempfile.TemporaryDirectory(prefix="mirror-health-") as tmp:
         for i, spec_text in enumerate(mirror_specs):
             mirror = resolve_mirror(str(spec_text))
@@ -122,10 +155,10 @@ def check_mirrors(mirror_specs: list[str], previous: dict[str, Any] | None = Non
                 if rec["status"] in FAILING:
                     result["failures"].append(f"mirror {spec_text} serves a {spec.name} that does not match the "
                                               f"pinned MNIST content: {rec.get('detail', '')}")
-                if rec["status"] == "unreachable":
-                    break  # one failed connection says enough about this mirror tonight
-            for spec in FILES:
-                files.setdefault(spec.name, {"status": "unreachable", "detail": "host unreachable (see the first file)"})
+                if rec["status"] == "unreachable":  # one failed connection says enough about this mirror tonight
+                    files.update({rest.name: {"status": "unreachable", "detail": rec["detail"], "tried": False}
+                                  for rest in FILES[j + 1:]})
+                    break
             result["mirrors"][str(spec_text)] = {
                 "files": files, "seconds": round(time.monotonic() - started, 3),
                 "serves_all": all(files[f.name]["status"] in SERVING for f in FILES)}
@@ -142,7 +175,8 @@ def health_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list
     if not before:
         return []
     changes = []
-    for spec_text, mirror in after["mirrors"].items():
+    for spec_text in after.get("checked", sorted(after["mirrors"])):
+        mirror = after["mirrors"][spec_text]
         old_files = before.get("mirrors", {}).get(spec_text, {}).get("files")
         if old_files is None:
             changes.append(f"{spec_text}: new mirror")
@@ -152,5 +186,6 @@ def health_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list
             new = rec["status"]
             if old != new and {old, new} != {"verified", "unchanged"}:
                 changes.append(f"{spec_text} {name}: {old} -> {new}")
-    changes.extend(f"{spec}: no longer configured" for spec in before.get("mirrors", {}) if spec not in after["mirrors"])
+    changes.extend(f"{spec}: no longer configured" for spec in before.get("mirrors", {})
+                   if spec not in after["mirrors"])
     return changes
