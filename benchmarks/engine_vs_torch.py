@@ -12,6 +12,13 @@ alternating every ``--chunk`` steps so both see the same load on a shared
 machine; the figures are medians over repeats. Both sides get the machine's 2 cores
 (OpenBLAS threads for NumPy, torch.set_num_threads(2)).
 
+``--clock cpu`` times each side by the CPU time of the process instead of the wall
+clock: on a machine shared with other jobs, wall times of both sides stretch with
+the load (and 2-thread BLAS suffers most from oversubscription), while the CPU
+time of a single-threaded run (``--threads 1 --clock cpu``) barely moves. With
+more than one thread, CPU time also counts the threads' busy waiting, so use it
+with ``--threads 1``.
+
 The last line is ``ratio engine/torch: X.XX`` = engine time / torch time for
 the same work (lower is better; 1.00 means as fast as PyTorch).
 """
@@ -138,7 +145,10 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--threads", type=int, default=2, help="threads of both sides (OpenBLAS and torch)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="wall: elapsed time; cpu: CPU time of this process (use with --threads 1 on a busy machine)")
     args = ap.parse_args(argv)
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
 
     import torch
 
@@ -153,7 +163,8 @@ def main(argv=None) -> None:
     print(f"preset {args.preset}: {model.num_params():,} parameters; data: {source}; batch {args.batch}, "
           f"Adam(1e-3), {args.steps} timed steps x {args.repeats} repeats after {args.warmup} warm-up steps")
     print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}), "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads); load average {os.getloadavg()[0]:.2f}")
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads); {args.clock} clock; "
+          f"load average {os.getloadavg()[0]:.2f}")
 
     engine_steps(model, x, y, args.warmup, args.batch, opt_e, ce)
     torch_steps(net, xt, yt, args.warmup, args.batch, opt_t)
@@ -166,11 +177,11 @@ def main(argv=None) -> None:
         done = 0
         while done < args.steps:
             k = min(chunk, args.steps - done)
-            t0 = time.perf_counter()
+            t0 = clock()
             engine_steps(model, x, y, k, args.batch, opt_e, ce, start=done)
-            t1 = time.perf_counter()
+            t1 = clock()
             torch_steps(net, xt, yt, k, args.batch, opt_t, start=done)
-            t2 = time.perf_counter()
+            t2 = clock()
             e, t, done = e + t1 - t0, t + t2 - t1, done + k
         te.append(e)
         tt.append(t)
@@ -181,6 +192,9 @@ def main(argv=None) -> None:
           f"{60000 / (images / e):.1f} s per 60k-image epoch)")
     print(f"torch:  {images / t:,.0f} images/s ({t / args.steps * 1000:.2f} ms/step, "
           f"{60000 / (images / t):.1f} s per 60k-image epoch)")
+    ratios = sorted(a / b for a, b in zip(te, tt))
+    print(f"spread of the per-repeat ratios: {ratios[0]:.2f} .. {ratios[-1]:.2f}; "
+          f"load average {os.getloadavg()[0]:.2f}")
     print(f"ratio engine/torch: {e / t:.2f}")
 
 

@@ -193,3 +193,25 @@ def test_whole_model_gradients_including_input():
     for name, p in model.parameters().items():
         idx = sample(p, rng, 15)
         assert rel_err(grads[name].reshape(-1)[idx], numeric_grad(loss, p, idx)) < TOL, name
+
+
+@pytest.mark.parametrize("shape", [(16, 6, 9, 7), (50, 12)])
+def test_batchnorm_float32_kernel_matches_the_textbook_reference(shape):
+    # the fast layer (fewer passes: a*dy + b*xm + c) against the step-by-step chain rule in float64,
+    # on ReLU-like inputs with a large mean, the regime of seed-keras's conv -> ReLU -> BatchNorm
+    rng = np.random.default_rng(31)
+    x = (np.maximum(rng.standard_normal(shape), 0) * 3 + 2).astype(np.float32)
+    dout = rng.standard_normal(shape).astype(np.float32)
+    layer = L.BatchNorm(shape[1])
+    layer.params["gamma"][...] = rng.uniform(0.5, 1.5, shape[1])
+    layer.params["beta"][...] = rng.standard_normal(shape[1])
+    y = layer.forward(x, training=True)
+    dx = layer.backward(dout)
+    ry, rdx, rdgamma, rdbeta = L.batchnorm_train_ref(x.astype(np.float64), layer.params["gamma"].astype(np.float64),
+                                                     layer.params["beta"].astype(np.float64), layer.eps,
+                                                     dout.astype(np.float64))
+    assert y.dtype == dx.dtype == np.float32
+    np.testing.assert_allclose(y, ry, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-3, atol=1e-4 * np.abs(rdx).max())
+    np.testing.assert_allclose(layer.grads["gamma"], rdgamma, rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(layer.grads["beta"], rdbeta, rtol=1e-4, atol=1e-3)

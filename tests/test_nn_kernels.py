@@ -2,6 +2,8 @@
 against slow, obvious references."""
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 
@@ -229,3 +231,94 @@ def test_prefer_block_only_for_pooled_layers_with_few_input_values():
     assert prefer_block(1, 5, 5, True)  # first conv of simple: C*kh*kw = 25
     assert not prefer_block(1, 5, 5, False)  # nothing to pool: the plain GEMM kernel
     assert not prefer_block(16, 5, 5, True)  # second conv of twoconv: 400 values per column
+
+
+# (N, C, H, W, F, k, pad) of stride-1 convs that grow their input (pad > (k-1)/2): dx as a full correlation
+GROWING_CASES = [(2, 3, 7, 6, 4, 3, 2), (2, 2, 6, 9, 3, 5, 4)]
+
+
+@pytest.mark.parametrize("case", GROWING_CASES, ids=lambda c: "N{}C{}H{}W{}F{}k{}p{}".format(*c))
+def test_full_correlation_input_gradient_matches_reference_and_transposed_gemm(case):
+    N, C, H, W, F, k, p = case
+    rng = np.random.default_rng(sum(case))
+    x, Wt, b = rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, k, k)), rng.standard_normal(F)
+    out, cache = K.conv2d_forward(x, Wt, b, 1, p)
+    assert K.full_correlation_pays(Wt.shape, cache["x_shape"], 1, p)  # the backward below takes that path
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = K.conv2d_backward(dout, cache, True, {})
+    rdx, rdW, rdb = K.conv2d_backward_ref(dout, x, Wt, 1, p)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dW, rdW, rtol=1e-12, atol=1e-12)
+    # the same dx as the transposed GEMM + col2im it replaces
+    dz = K.to_chwn(dout)
+    dcols = np.matmul(Wt.reshape(F, -1).T, dz.reshape(F, -1)).reshape(C, k, k, *dz.shape[1:])
+    np.testing.assert_allclose(K.dx_full_correlation(dz, Wt, p), K.col2im(dcols, (C, H, W, N), 1, p),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_full_correlation_only_where_it_saves_work():
+    # deep's 14x14 -> 16x16 conv takes it; same-size and valid convs (the default twoconv's
+    # second conv among them, whose trained bits must not change) keep the transposed GEMM
+    assert K.full_correlation_pays((32, 32, 3, 3), (32, 14, 14, 100), 1, 2)
+    assert not K.full_correlation_pays((32, 32, 3, 3), (32, 28, 28, 100), 1, 1)
+    assert not K.full_correlation_pays((32, 16, 5, 5), (16, 12, 12, 100), 1, 0)
+    assert not K.full_correlation_pays((4, 3, 3, 3), (3, 9, 9, 2), 2, 2)  # strided
+    assert not K.full_correlation_pays((4, 3, 3, 3), (3, 9, 9, 2), 1, 3)  # pad > k - 1
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_split_kernels_give_the_same_bits_for_any_thread_count(monkeypatch, threads):
+    # im2col and col2im split their loops over threads; each thread owns disjoint outputs,
+    # so the result is bit-identical to the one-thread reference whatever the count
+    from pipeline.nn.kernels import parallel
+
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((6, 17, 15, 40)).astype(np.float32)  # CHWN, big enough to be split
+    im2col_module = importlib.import_module("pipeline.nn.kernels.im2col")
+    monkeypatch.setattr(im2col_module, "split_run", parallel.split_run_ref)
+    cols_ref = K.im2col(x, 5, 5, 1, 2).copy()
+    back_ref = K.col2im(cols_ref, x.shape, 1, 2)
+    monkeypatch.undo()
+    monkeypatch.setattr(parallel, "THREADS", threads)
+    monkeypatch.setattr(parallel, "MIN_ITEMS", 1)
+    cols = K.im2col(x, 5, 5, 1, 2)
+    np.testing.assert_array_equal(cols, cols_ref)
+    np.testing.assert_array_equal(K.col2im(cols, x.shape, 1, 2), back_ref)
+
+
+def test_split_run_covers_the_range_once_and_reraises():
+    from pipeline.nn.kernels import parallel
+
+    seen = np.zeros(11, int)
+
+    def mark(lo, hi):
+        seen[lo:hi] += 1
+
+    parallel.split_run(mark, 11, parallel.MIN_ITEMS)
+    np.testing.assert_array_equal(seen, 1)
+
+    def boom(lo, hi):
+        raise RuntimeError(f"part {lo}")
+
+    with pytest.raises(RuntimeError, match="part"):
+        parallel.split_run(boom, 4, parallel.MIN_ITEMS)
+
+
+def test_split_run_works_in_a_forked_child_after_the_parent_used_its_threads(monkeypatch):
+    # Luigi forks worker processes: a pool made in the parent must not be reused (its threads are gone)
+    import multiprocessing
+
+    from pipeline.nn.kernels import parallel
+
+    monkeypatch.setattr(parallel, "THREADS", 2)
+    seen = np.zeros(4, int)
+    parallel.split_run(lambda lo, hi: seen.__setitem__(slice(lo, hi), 1), 4, parallel.MIN_ITEMS)
+    assert seen.sum() == 4 and parallel._pool is not None
+    ctx = multiprocessing.get_context("fork")
+    child = ctx.Process(target=parallel.split_run, args=(lambda lo, hi: None, 4, parallel.MIN_ITEMS))
+    child.start()
+    child.join(timeout=30)
+    if child.is_alive():  # hung on the parent's dead threads
+        child.kill()
+        child.join()
+    assert child.exitcode == 0

@@ -386,3 +386,20 @@ def test_engine_imports_nothing_else_of_the_pipeline():
             if isinstance(node, ast.ImportFrom) and node.module == "pipeline":
                 outside.append(f"{path.name}: from pipeline import ...")
     assert outside == []
+
+
+def test_sha256_arrays_hashes_the_arrays_bytes_without_copying_them():
+    # the digest names trained parameters in every record: it must stay the sha256 of
+    # (name, dtype, shape, bytes) in name order, exactly as when it used arr.tobytes()
+    import hashlib
+
+    from pipeline.nn import sha256_arrays
+
+    rng = np.random.default_rng(3)
+    arrays = {"b": rng.integers(0, 9, 7), "a": rng.random((3, 4), dtype=np.float32).T, "c": np.float64(2.5)}
+    h = hashlib.sha256()
+    for name in sorted(arrays):
+        arr = np.ascontiguousarray(arrays[name])
+        for part in (name.encode(), str(arr.dtype).encode(), str(arr.shape).encode(), arr.tobytes()):
+            h.update(part)
+    assert sha256_arrays(arrays) == h.hexdigest()

@@ -206,8 +206,8 @@ class Dropout(Layer):
         # Draw in memory order (CHWN for images) so the mask multiply streams.
         xm = K.to_chwn(x) if x.ndim == 4 else x
         keep = self.rng.random(xm.shape, dtype=np.float32) >= self.rate
-        mask = keep.astype(x.dtype)
-        mask *= x.dtype.type(1.0 / (1.0 - self.rate))
+        # one pass from the boolean draw to the scaled mask (bool * float32 scalar is float32)
+        mask = np.multiply(keep, x.dtype.type(1.0 / (1.0 - self.rate)), dtype=x.dtype)
         self._mask = K.from_chwn(mask) if x.ndim == 4 else mask
         return x * self._mask
 
@@ -255,19 +255,17 @@ class BatchNorm(Layer):
         if training:
             M = rows.shape[1]
             mean = rows.mean(axis=1)
-            xm = rows - mean[:, None]
+            xm = rows - mean[:, None]  # kept for backward: xhat = xm * inv, never stored
             var = np.einsum("cm,cm->c", xm, xm) / dt(M)
             inv = dt(1.0) / np.sqrt(var + dt(self.eps))
-            xhat = xm
-            xhat *= inv[:, None]
-            y = xhat * gamma[:, None]
+            y = xm * (gamma * inv)[:, None]  # = xhat * gamma, one pass instead of two
             y += beta[:, None]
             m = dt(self.momentum)
             self.buffers["running_mean"] *= dt(1.0) - m
             self.buffers["running_mean"] += m * mean
             self.buffers["running_var"] *= dt(1.0) - m
             self.buffers["running_var"] += m * var * dt(M / max(M - 1, 1))
-            self._cache = (xhat, inv, cshape)
+            self._cache = (xm, inv, cshape)
         else:
             inv = dt(1.0) / np.sqrt(self.buffers["running_var"] + dt(self.eps))
             scale = gamma * inv
@@ -278,10 +276,10 @@ class BatchNorm(Layer):
         return self._unrows(y, cshape)
 
     def backward(self, dout):
-        xhat, inv, cshape = self._cache
+        xm, inv, cshape = self._cache
         dy, _ = self._rows(dout)
         gamma = self.params["gamma"]
-        if xhat is None:  # eval-mode forward: a fixed per-channel affine map
+        if xm is None:  # eval-mode forward: a fixed per-channel affine map
             rows, inv = inv
             xhat = (rows - self.buffers["running_mean"][:, None]) * inv[:, None]
             np.sum(dy, axis=1, out=self.grads["beta"])
@@ -289,15 +287,42 @@ class BatchNorm(Layer):
             return self._unrows(dy * (gamma * inv)[:, None], cshape) if self.needs_input_grad else None
         M = dy.shape[1]
         dbeta = dy.sum(axis=1)
-        dgamma = np.einsum("cm,cm->c", dy, xhat)
+        dgamma = np.einsum("cm,cm->c", dy, xm) * inv  # sum(dy * xhat) with xhat = xm * inv
         self.grads["beta"][...] = dbeta
         self.grads["gamma"][...] = dgamma
         if not self.needs_input_grad:
             return None
         dt = gamma.dtype.type
-        # dx = gamma*inv/M * (M*dy - sum(dy) - xhat*sum(dy*xhat))
-        dx = dy * dt(M)
-        dx -= dbeta[:, None]
-        dx -= xhat * dgamma[:, None]
-        dx *= (gamma * inv / dt(M))[:, None]
+        # dx = gamma*inv/M * (M*dy - sum(dy) - xhat*sum(dy*xhat)), xhat = xm*inv, as per-channel
+        # a*dy + b*xm + c: four passes over the activations instead of five
+        a = gamma * inv
+        b = -a * inv * dgamma / dt(M)
+        c = -a * dbeta / dt(M)
+        dx = dy * a[:, None]
+        tmp = xm * b[:, None]
+        dx += tmp
+        dx += c[:, None]
         return self._unrows(dx, cshape)
+
+
+def batchnorm_train_ref(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float,
+                        dout: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Slow reference of :class:`BatchNorm` in training mode, the textbook chain rule step by step.
+
+    x, dout : (N, C, H, W) or (N, D); gamma, beta : (C,). Returns (y, dx, dgamma, dbeta).
+    """
+    axes = (0, 2, 3) if x.ndim == 4 else (0,)
+    shape = (1, -1, 1, 1) if x.ndim == 4 else (1, -1)
+    M = x.size // x.shape[1]
+    mean = x.mean(axis=axes).reshape(shape)
+    var = ((x - mean) ** 2).mean(axis=axes).reshape(shape)
+    xhat = (x - mean) / np.sqrt(var + eps)
+    y = xhat * gamma.reshape(shape) + beta.reshape(shape)
+    dbeta = dout.sum(axis=axes)
+    dgamma = (dout * xhat).sum(axis=axes)
+    dxhat = dout * gamma.reshape(shape)
+    dvar = (dxhat * (x - mean) * -0.5 * (var + eps) ** -1.5).sum(axis=axes).reshape(shape)
+    dmean = ((-dxhat / np.sqrt(var + eps)).sum(axis=axes).reshape(shape)
+             + dvar * (-2 * (x - mean)).mean(axis=axes).reshape(shape))
+    dx = dxhat / np.sqrt(var + eps) + dvar * 2 * (x - mean) / M + dmean / M
+    return y, dx, dgamma, dbeta
