@@ -1,44 +1,64 @@
-"""EvaluateCNN: score the trained model on the test split, once (pipeline.evaluate)."""
+"""EvaluateCNN: score the trained model, or an ensemble of them, on the test split, once (pipeline.evaluate)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from luigi.util import inherits
 
 from tasks.base import PipelineTask
 from tasks.data import PrepareData
-from tasks.train import TrainCNN
+from tasks.train import NeutralDefaults, NeutralIntParameter, TrainCNN, model_name
 
 log = logging.getLogger("luigi-interface")
 
 
 @inherits(TrainCNN)
-class EvaluateCNN(PipelineTask):
+class EvaluateCNN(NeutralDefaults, PipelineTask):
     """Write ``data_dir/eval/<slug>/``: result.json (the metrics, as ``summary``), PNG figures,
     pickled DataFrames (per_class.pkl, confused_pairs.pkl, confident_mistakes.pkl,
     reliability.pkl), predictions.pkl {"probabilities" (N, 10) float32, "labels",
     "predicted", "source_index"} and pickles of the mistake images (mistake_images.pkl),
     the first-layer filters (filters.pkl) and the feature maps of one test image
     (feature_maps.pkl). See :func:`pipeline.evaluate.stage.evaluate_stage`.
+
+    With ``--ensemble K`` (K > 1) it requires K TrainCNN members (seeds seed … seed+K-1, all on
+    the split of seed: Luigi runs them in parallel with ``--workers``, or on several machines
+    through luigid) and scores the mean of their probabilities; predictions.pkl holds the
+    ensemble's, member_predictions.pkl every member's, and a members table (members.pkl)
+    leads the result. See :func:`pipeline.evaluate.ensemble.ensemble_stage`.
     """
 
     stage = "eval"
     primary = "result.json"
 
-    slug_prefix = TrainCNN.slug_prefix  # named like the model it scores
+    member = None  # not inherited from TrainCNN: an evaluation scores members 0 … ensemble-1
+    ensemble = NeutralIntParameter(default=1, description="number of models averaged: K members, TrainCNN tasks "
+                                   "with seeds seed … seed+K-1 on the split of seed; 1 = the single model")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.ensemble < 1:
+            raise ValueError(f"ensemble must be >= 1 (1 is the single model), got {self.ensemble}")
+
+    def slug_prefix(self) -> str:
+        return model_name(self, ensemble=self.ensemble) + "-"  # named like the model it scores
 
     def requires(self):
-        return {"model": self.clone(TrainCNN), "data": self.clone(PrepareData)}
+        return {"models": [self.clone(TrainCNN, member=m) for m in range(self.ensemble)],
+                "data": self.clone(PrepareData)}
 
     def run(self):
-        from pipeline.evaluate.stage import evaluate_stage
-        from pipeline.nn import model_from_state
+        from pipeline import store
+        from pipeline.evaluate.ensemble import Member, ensemble_stage
+        from pipeline.result import RESULT_FILE
 
-        model = model_from_state(self.load_input("model"))
-        data = self.load_input("data")
-        result = evaluate_stage(model, data["x_test"], data["y_test"], data["test_source_index"],
-                                progress=self.progress)
+        members = [Member(model_state=store.read_verified(Path(t.path)),
+                          training=store.read_verified(Path(t.path).parent / RESULT_FILE)["summary"])
+                   for t in self.input()["models"]]
+        result = ensemble_stage(members, self.load_input("data"), progress=self.progress)
         self.write_result(result)
         s = result.summary
-        log.info("EvaluateCNN: test accuracy %.4f (95%% CI %.4f-%.4f), ECE %.4f",
-                 s["test_accuracy"], s["ci95"][0], s["ci95"][1], s["ece"])
+        log.info("EvaluateCNN: test accuracy %.4f (95%% CI %.4f-%.4f), ECE %.4f%s",
+                 s["test_accuracy"], s["ci95"][0], s["ci95"][1], s["ece"],
+                 f", ensemble of {self.ensemble}" if self.ensemble > 1 else "")

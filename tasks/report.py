@@ -12,28 +12,29 @@ from luigi.util import inherits
 from pipeline.report.files import INDEX_FILE, METRICS_FILE, REPORT_FILE
 from tasks.acquire import FetchMNIST
 from tasks.base import PipelineTask
-from tasks.config import report_path, run_id, run_name
+from tasks.config import report_path, run_id
 from tasks.data import CleanData
 from tasks.evaluate import EvaluateCNN
 from tasks.explore import ExploreData
-from tasks.train import TrainCNN
+from tasks.train import NeutralDefaults, TrainCNN, model_name
 
 log = logging.getLogger("luigi-interface")
 
 
 @inherits(EvaluateCNN)
-class RenderReport(PipelineTask):
+class RenderReport(NeutralDefaults, PipelineTask):
     """Write ``report_dir/<run-id>/``: report.html and metrics.json (and the integrity manifest).
 
     The page shows acquisition from FetchMNIST's manifest, then every stage from its
-    result.json, in the order of :meth:`requires`, whose keys are the page's section ids.
+    result.json, in the order of :meth:`requires`, whose keys are the page's section ids. An
+    ensemble's training section is its member 0's; the evaluation section shows every member.
     """
 
     primary = REPORT_FILE
 
     def run_id(self) -> str:
-        """Readable and reproducible: the same parameters give the same run id."""
-        return run_id(run_name(self.preset, self.epochs, self.seed, self.train_limit), self.params_digest())
+        """Readable and reproducible: the same parameters give the same run id (``-k5`` for an ensemble of 5)."""
+        return run_id(model_name(self, ensemble=self.ensemble), self.params_digest())
 
     def output_dir(self) -> Path:
         return report_path(self.run_id())
@@ -43,7 +44,7 @@ class RenderReport(PipelineTask):
             "acquisition": FetchMNIST(),
             "cleaning": self.clone(CleanData),
             "exploration": self.clone(ExploreData),
-            "training": self.clone(TrainCNN),
+            "training": self.clone(TrainCNN),  # member 0: the single model, or the ensemble's first
             "evaluation": self.clone(EvaluateCNN),
         }
 
@@ -81,7 +82,7 @@ class RenderReport(PipelineTask):
 
 
 @inherits(RenderReport)
-class RunIndex(luigi.Task):
+class RunIndex(NeutralDefaults, luigi.Task):
     """Write ``report_dir/index.html`` and ``history.csv`` (every run's metrics) and point
     ``report_dir/latest`` at this run.
 

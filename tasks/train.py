@@ -1,4 +1,9 @@
-"""TrainCNN: train the NumPy CNN on the prepared split, resumably (pipeline.train)."""
+"""TrainCNN: train the NumPy CNN on the prepared split, resumably (pipeline.train).
+
+Also the two pieces every task of an ensemble uses: :class:`NeutralIntParameter` and
+:class:`NeutralDefaults` (a parameter added without renaming the runs made before it), and
+:func:`model_name` (``twoconv-e12-s42``, ``-m3`` for member 3, ``-k5`` for an ensemble of 5).
+"""
 from __future__ import annotations
 
 import logging
@@ -16,8 +21,47 @@ from tasks.data import PrepareData
 log = logging.getLogger("luigi-interface")
 
 
+class NeutralIntParameter(luigi.IntParameter):
+    """An int parameter whose default is neutral: a task holding it is the task that existed before
+    the parameter did. :class:`NeutralDefaults` leaves it out of the task's string parameters (so of
+    its task id, parameter digest, slug and manifest) while it holds that default."""
+
+    def __init__(self, *, default: int, **kwargs) -> None:
+        super().__init__(default=default, **kwargs)
+        self.neutral = default  # the built-in default, whatever luigi.cfg configures
+
+
+class NeutralDefaults:
+    """Mixin for a task with :class:`NeutralIntParameter` parameters (put it before luigi.Task)."""
+
+    def _neutral(self) -> set[str]:
+        return {name for name, param in self.get_params()
+                if isinstance(param, NeutralIntParameter) and self.param_kwargs.get(name) == param.neutral}
+
+    def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict[str, str]:
+        params = super().to_str_params(only_significant=only_significant, only_public=only_public)
+        for name in self._neutral():
+            params.pop(name, None)
+        return params
+
+    def __repr__(self) -> str:
+        # Luigi's repr (how log lines and run summaries name a task), without the neutral parameters
+        params, neutral = dict(self.get_params()), self._neutral()
+        parts = [f"{name}={params[name].serialize(value)}"
+                 for name, value in self.get_param_values(self.get_params(), [], self.param_kwargs)
+                 if params[name].significant and name not in neutral]
+        return f"{self.get_task_family()}({', '.join(parts)})"
+
+
+def model_name(task: luigi.Task, member: int = 0, ensemble: int = 1) -> str:
+    """The readable name of a model or run: ``twoconv-e12-s42`` (:func:`tasks.config.run_name`), then
+    ``-m3`` for ensemble member 3 and ``-k5`` for an ensemble of 5 (neither for a single model)."""
+    name = run_name(task.preset, task.epochs, task.seed, task.train_limit)
+    return name + (f"-m{member}" if member else "") + (f"-k{ensemble}" if ensemble > 1 else "")
+
+
 @requires(PrepareData)
-class TrainCNN(PipelineTask):
+class TrainCNN(NeutralDefaults, PipelineTask):
     """Write ``data_dir/models/<preset>-e<epochs>-s<seed>[-n<limit>]-<hash>/``: model.pkl, the
     training record (result.json: settings, outcome, per-epoch history), history.pkl,
     learning_curves.png and model.txt (the layer-by-layer summary).
@@ -27,10 +71,17 @@ class TrainCNN(PipelineTask):
     is written atomically after every epoch under ``<slug>.checkpoints/`` beside the
     output; a killed run resumes from it with bit-identical results. The checkpoints
     are deleted once the output is in place (the output holds everything they would give).
+
+    Ensemble member ``m`` (``--member m``) trains with seed ``seed + m`` on the split of ``seed``,
+    so every member of an ensemble sees the same training and validation images; member 0 is the
+    single model, with the id, slug and parameters it always had.
     """
 
     stage = "models"
     primary = "model.pkl"
+    # Members first: training is the long pole of a run, and with several workers (or machines) the
+    # short stages fill in around it instead of holding a worker while members wait.
+    priority = 10
 
     preset = luigi.Parameter(default="twoconv", description="model architecture: a name from pipeline.nn.PRESETS")
     epochs = luigi.IntParameter(default=12, description="maximum number of epochs")
@@ -48,6 +99,8 @@ class TrainCNN(PipelineTask):
                                               "--augment false to turn off")
     patience = luigi.IntParameter(default=0, description="stop after this many epochs without a better validation "
                                                          "score; 0 = run all epochs")
+    member = NeutralIntParameter(default=0, description="ensemble member: trains with seed + member on the "
+                                                        "validation split of seed; 0 = the single model")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -55,10 +108,12 @@ class TrainCNN(PipelineTask):
         from pipeline.nn import preset_spec
 
         preset_spec(self.preset)
+        if self.member < 0:
+            raise ValueError(f"member must be >= 0 (0 is the single model), got {self.member}")
         self.train_config().validate()
 
     def slug_prefix(self) -> str:
-        return run_name(self.preset, self.epochs, self.seed, self.train_limit) + "-"
+        return model_name(self, member=self.member) + "-"
 
     def checkpoint_dir(self) -> Path:
         """Outside the staged output directory, so checkpoints survive a crash of the run."""
@@ -69,7 +124,7 @@ class TrainCNN(PipelineTask):
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                            optimizer=self.optimizer, weight_decay=self.weight_decay, schedule=self.schedule,
-                           augment=self.augment, patience=self.patience, seed=self.seed)
+                           augment=self.augment, patience=self.patience, seed=self.seed + self.member)
 
     def run(self):
         from pipeline.train.stage import train_stage

@@ -272,7 +272,7 @@ def test_evaluate_task_writes_every_listed_artifact(tmp_path, mnist_dir):
                                learning_rate=1e-3)
             assert luigi.build([task], local_scheduler=True, log_level="WARNING")
             out = Path(task.output().path).parent
-            model_dir = Path(task.input()["model"].path).parent
+            model_dir = Path(task.input()["models"][0].path).parent  # the single model: member 0
             assert task.output_load()["title"] == "Evaluation"  # one line from a Python shell
     finally:
         if saved is None:

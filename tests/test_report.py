@@ -3,6 +3,7 @@ and the command line that regenerates a run."""
 from __future__ import annotations
 
 import base64
+import csv
 import os
 import re
 import shlex
@@ -107,6 +108,45 @@ def test_run_report_shows_every_stage_and_writes_page_and_metrics(tmp_path):
     assert path == out / "report.html" and path.read_text() == html
     assert store.read_verified(out / "metrics.json") == m
     assert set(store.read_manifest(out)["files"]) == {"report.html", "metrics.json"}
+
+
+def test_run_report_of_an_ensemble_shows_it_and_its_members(tmp_path):
+    from pipeline.result import write_result
+
+    rows = [{"member": i, "seed": 1 + i, "best_epoch": 2, "epochs_run": 2, "best_val_accuracy": 0.9,
+             "test_accuracy": 0.85, "test_errors": 1500, "train_seconds": 1.5, "params_sha256": c * 64}
+            for i, c in enumerate("abc")]
+    evaluation = {**EVALUATION, "ensemble": 3, "members": rows, "val_accuracy": 0.95, "model_params_sha256": "e" * 64}
+    stages = {}
+    for key, title, summary in [("training", "Training", {**TRAIN, "seed": 1}),
+                                ("evaluation", "Evaluation: ensemble of 3 members", evaluation)]:
+        stages[key] = tmp_path / key
+        write_result(_stage(title, summary), stages[key])
+    report = page.run_report("run-k3", {**PARAMS, "ensemble": 3}, "luigi --ensemble 3", MANIFEST, stages)
+    html = report.html
+    assert '<b id="ensemble">ensemble of 3</b> (seeds 1&ndash;3)' in html
+    assert "<h2>Training: member 0 of 3 (seed 1; the others are in the evaluation&#39;s table)</h2>" in html
+    assert "<h2>Evaluation: ensemble of 3 members</h2>" in html
+    assert "3 members, 6 epochs in all" in html and "of the averaged members" in html
+    assert 'id="test-accuracy">87.65%<' in html and "95.00%" in html  # the ensemble's test and validation
+    m = report.metrics
+    assert m["ensemble"] == 3 and m["members"] == rows and m["params_sha256"] == "e" * 64
+    assert m["train_seconds"] == 4.5 and m["best_val_accuracy"] == 0.95
+    write_result(_stage("Evaluation", EVALUATION), tmp_path / "single")
+    single = page.run_report("run-1", PARAMS, "luigi", MANIFEST, {**stages, "evaluation": tmp_path / "single"})
+    assert 'id="ensemble"' not in single.html and "<h2>Training</h2>" in single.html
+
+
+def test_history_names_the_number_of_models_of_every_run(tmp_path):
+    store.write_json(tmp_path / "r1" / "metrics.json", _metrics("r1", "2026-01-01", 0.25))
+    old = {k: v for k, v in _metrics("r0", "2025-01-01", 0.5).items() if k not in ("ensemble", "members")}
+    store.write_json(tmp_path / "r0" / "metrics.json", old)  # recorded before ensembles existed
+    store.write_json(tmp_path / "r3" / "metrics.json", {**_metrics("r3", "2026-01-03", 0.75), "ensemble": 3})
+    index.write_index(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "history.csv").open()))
+    assert [(r["run_id"], r["ensemble"]) for r in rows] == [("r0", "1"), ("r1", "1"), ("r3", "3")]
+    html = (tmp_path / "index.html").read_text()
+    assert "<th>models</th>" in html and "<td>3</td>" in html
 
 
 def _metrics(run_id: str, created: str, acc: float) -> dict:

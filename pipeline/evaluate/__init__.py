@@ -6,6 +6,8 @@ One idea per module; import the one you need (``from pipeline.evaluate import me
              (from predicted probabilities alone: any classifier)
     figures  the figures of those metrics, each with its caption computed from the same data
     stage    ``evaluate_stage``: a model and the test split in, one StageResult out
+    ensemble ``ensemble_stage``: K members' probabilities averaged and scored as one classifier, with
+             each member beside the ensemble (one member: ``evaluate_stage``)
 
 This package imports nothing itself, so importing it from the task layer stays cheap.
 """

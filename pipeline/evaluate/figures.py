@@ -171,3 +171,45 @@ def feature_maps_caption(maps: np.ndarray, source_index: int, label: int, max_ma
     shown = f"all {c}" if c <= max_maps else f"the first {max_maps} of {c}"
     return (f"Output of the first convolution for test image #{source_index} (label {label}): "
             f"{shown} maps of {h}×{w}.")
+
+
+def members_figure(rows: Sequence[dict[str, Any]], ensemble: dict[str, Any]) -> "Figure":
+    """Test accuracy of each ensemble member and of the ensemble, with 95% Wilson intervals.
+
+    ``rows``: per member {"member", "seed", "test_accuracy", "test_errors"}; ``ensemble``:
+    {"test_accuracy", "ci95", "n_test"} (see :mod:`pipeline.evaluate.ensemble`).
+    """
+    from pipeline.evaluate.metrics import wilson_interval
+
+    n = int(ensemble["n_test"])
+    accs = [r["test_accuracy"] for r in rows] + [ensemble["test_accuracy"]]
+    bounds = [wilson_interval(n - r["test_errors"], n) for r in rows] + [tuple(ensemble["ci95"])]
+    labels = [f"m{r['member']}\nseed {r['seed']}" for r in rows] + ["ensemble"]
+    pct = 100 * np.array(accs)
+    err = 100 * np.abs(np.array(bounds).T - np.array(accs))  # (2, K + 1): below, above
+    fig = new_figure(max(4.0, 0.8 * len(labels) + 1.5), 3.4)
+    ax = fig.add_subplot()
+    colors = ["tab:blue"] * len(rows) + ["tab:red"]
+    ax.errorbar(range(len(labels)), pct, yerr=err, fmt="none", ecolor="grey", capsize=4)
+    ax.scatter(range(len(labels)), pct, c=colors, zorder=3)
+    ax.axhline(100 * float(np.mean(accs[:-1])), color="tab:blue", linestyle=":", linewidth=1, label="mean member")
+    ax.set(xticks=range(len(labels)), xticklabels=labels, ylabel="test accuracy (%)",
+           title="Test accuracy, 95% Wilson intervals")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def members_caption(rows: Sequence[dict[str, Any]], ensemble: dict[str, Any]) -> str:
+    """The ensemble's test accuracy against its mean and its best member, in points."""
+    mean = float(np.mean([r["test_accuracy"] for r in rows]))
+    best = max(rows, key=lambda r: r["test_accuracy"])
+    acc, (lo, hi) = ensemble["test_accuracy"], ensemble["ci95"]
+
+    def points(delta: float) -> str:
+        return f"{abs(100 * delta):.2f} points {'above' if delta >= 0 else 'below'}"
+
+    return (f"The ensemble of {len(rows)} members, averaging their probabilities, scores {100 * acc:.2f}% "
+            f"(95% interval {100 * lo:.2f}–{100 * hi:.2f}%): {points(acc - mean)} the mean member "
+            f"({100 * mean:.2f}%) and {points(acc - best['test_accuracy'])} the best one "
+            f"({100 * best['test_accuracy']:.2f}%, seed {best['seed']}). Error bars are 95% Wilson intervals.")

@@ -35,13 +35,23 @@ def evaluate_stage(model: Sequential, x_test: np.ndarray, y_test: np.ndarray, so
     filters {"weights" (F, C, kh, kw), "layer_index"} and feature_maps {"image" (28, 28),
     "maps" (F, OH, OW), "test_index", "layer_index"}.
     """
+    progress(0.0, f"scoring {len(y_test)} test images")
+    probs = model.predict_proba(x_test)  # (N, 10) float32
+    return scored_stage(probs, model, x_test, y_test, source_index, n_mistakes, progress)
+
+
+def scored_stage(probs: np.ndarray, model: Sequential, x_test: np.ndarray, y_test: np.ndarray,
+                 source_index: np.ndarray, n_mistakes: int = N_MISTAKES,
+                 progress: ProgressFn = ignore) -> StageResult:
+    """The evaluation result of test probabilities ``probs`` (N, 10) float32, from any classifier (one
+    model, or the average of an ensemble's); ``model`` is the network whose first layer is drawn and
+    whose parameters are named by ``model_params_sha256``. Arguments as :func:`evaluate_stage`.
+    """
     import pandas as pd
 
     from pipeline.evaluate import figures
     from pipeline.evaluate.metrics import summarize
 
-    progress(0.0, f"scoring {len(y_test)} test images")
-    probs = model.predict_proba(x_test)  # (N, 10) float32
     s = summarize(probs, y_test, n_mistakes=n_mistakes)
     for m in s["confident_mistakes"]:
         m["source_index"] = int(source_index[m["index"]])

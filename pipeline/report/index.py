@@ -15,7 +15,8 @@ from typing import Any
 from pipeline.report.files import HISTORY_FILE, INDEX_FILE, LATEST_LINK, METRICS_FILE, REPORT_FILE
 
 HISTORY_COLUMNS = ["created", "run_id", "preset", "epochs", "seed", "train_limit",
-                   "test_accuracy", "best_val_accuracy", "train_seconds", "params_sha256"]
+                   "test_accuracy", "best_val_accuracy", "train_seconds", "params_sha256", "ensemble"]
+MISSING = {"ensemble": 1}  # a run recorded before ensembles existed was one model
 
 
 def run_history(report_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -39,7 +40,7 @@ def history_csv(runs: list[dict[str, Any]]) -> str:
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(HISTORY_COLUMNS)
     for m in runs:
-        writer.writerow(["" if m.get(c) is None else m[c] for c in HISTORY_COLUMNS])
+        writer.writerow([m[c] if m.get(c) is not None else MISSING.get(c, "") for c in HISTORY_COLUMNS])
     return out.getvalue()
 
 

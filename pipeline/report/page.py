@@ -76,10 +76,10 @@ def _label(name: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def stage_section(section_id: str, directory: str | os.PathLike) -> dict[str, Any]:
+def stage_section(section_id: str, directory: str | os.PathLike, title: str | None = None) -> dict[str, Any]:
     """The page section of the stage whose output is ``directory``, built from its result.json alone:
     {"id", "title", "headline" [(label, text)], "figures" [{"title", "caption", "uri", "wide"}],
-    "tables" [{"title", "html", "wide"}], "texts" [{"title", "text"}]}."""
+    "tables" [{"title", "html", "wide"}], "texts" [{"title", "text"}]}; ``title`` replaces the stage's."""
     from pipeline import store
     from pipeline.result import read_result
     from pipeline.store.manifest import verified_bytes
@@ -88,7 +88,7 @@ def stage_section(section_id: str, directory: str | os.PathLike) -> dict[str, An
     result = read_result(directory)
     return {
         "id": section_id,
-        "title": result["title"],
+        "title": title or result["title"],
         "headline": [(label, cell(value)) for label, value in result["headline"]],
         "figures": [_figure(directory, f) for f in result["figures"]],
         "tables": [_table(store.read_verified(directory / t["file"]), t["title"]) for t in result["tables"]],
@@ -135,7 +135,8 @@ def run_report(run_id: str, params: dict[str, Any], command: str, acquisition: d
     ``params`` are the run's significant parameters (typed values); ``command`` the command line
     that regenerates the run; ``acquisition`` the fetch manifest; ``stages`` maps a section id to
     the output directory of the stage shown there, in page order, and must hold "training" and
-    "evaluation", whose summaries feed the metrics record.
+    "evaluation", whose summaries feed the metrics record. For an ensemble, "training" is its
+    member 0, and says so in its title; the evaluation shows every member.
     """
     from pipeline.report.metrics import metrics_record
     from pipeline.result import read_result
@@ -143,7 +144,11 @@ def run_report(run_id: str, params: dict[str, Any], command: str, acquisition: d
     summaries = {key: read_result(stages[key])["summary"] for key in ("training", "evaluation")}
     metrics = metrics_record(run_id, params, summaries["training"], summaries["evaluation"], command)
     sections = [acquisition_section(acquisition)]
-    sections += [stage_section(key, directory) for key, directory in stages.items()]
+    titles = {}
+    if metrics["ensemble"] > 1:
+        titles["training"] = (f"Training: member 0 of {metrics['ensemble']} "
+                              f"(seed {metrics['members'][0]['seed']}; the others are in the evaluation's table)")
+    sections += [stage_section(key, directory, titles.get(key)) for key, directory in stages.items()]
     html = render(PAGE_TEMPLATE, run_id=run_id, metrics=metrics, sections=sections, command=command)
     return RunReport(html=html, metrics=metrics)
 
