@@ -199,8 +199,8 @@ def only_dir(root: Path, stage: str, seed: int | None = None) -> Path:
 
 
 def explore_dir(root: Path, seed: int) -> Path:
-    dirs = [p for p in (root / "data" / "explore").iterdir()
-            if json.loads((p / "manifest.json").read_text())["params"]["seed"] == str(seed)]
+    dirs = [p for p in (root / "data" / "explore").iterdir() if p.is_dir() and not p.name.startswith(".")
+            and json.loads((p / "manifest.json").read_text())["params"]["seed"] == str(seed)]
     assert len(dirs) == 1
     return dirs[0]
 
