@@ -200,6 +200,18 @@ def test_checkpoints_keep_only_the_newest_two(tmp_path):
     assert Checkpoints(tmp_path, fingerprint="g").load_latest() is None
 
 
+def test_a_checkpoint_the_manifest_does_not_yet_vouch_for_is_skipped(tmp_path, caplog):
+    """A kill between a checkpoint's pickle and the manifest rewrite: resume from the one before."""
+    from pipeline import store
+
+    c = Checkpoints(tmp_path, fingerprint="f")
+    c.save(1, {"epoch": 1})
+    store.write_pickle(c.path(2), {"epoch": 2, "version": 1, "fingerprint": "f"})  # no manifest rewrite
+    with caplog.at_level("WARNING"):
+        assert c.load_latest()["epoch"] == 1
+    assert f"ignoring checkpoint {c.path(2)}" in caplog.text
+
+
 def test_bad_settings_and_data_are_refused_with_the_fix(subset):
     x, y, xv, yv = subset
     with pytest.raises(ValueError, match="optimizer must be 'adam' or 'sgd'"):
