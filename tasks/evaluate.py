@@ -27,6 +27,10 @@ class EvaluateCNN(NeutralDefaults, PipelineTask):
     through luigid) and scores the mean of their probabilities; predictions.pkl holds the
     ensemble's, member_predictions.pkl every member's, and a members table (members.pkl)
     leads the result. See :func:`pipeline.evaluate.ensemble.ensemble_stage`.
+
+    With ``--tta k`` (k > 0) each model is scored with test-time augmentation (the mean of its
+    probabilities over the image and its shifts by 1 … k pixels, :mod:`pipeline.evaluate.tta`);
+    the result's ``tta`` record has the validation accuracy with and without it, to choose by.
     """
 
     stage = "eval"
@@ -35,11 +39,17 @@ class EvaluateCNN(NeutralDefaults, PipelineTask):
     member = None  # not inherited from TrainCNN: an evaluation scores members 0 … ensemble-1
     ensemble = NeutralIntParameter(default=1, description="number of models averaged: K members, TrainCNN tasks "
                                    "with seeds seed … seed+K-1 on the split of seed; 1 = the single model")
+    tta = NeutralIntParameter(default=0, description="test-time augmentation: average each model's probabilities "
+                              "over the image and its shifts by 1 … tta pixels up, down, left and right (1 + 4·tta "
+                              "views, tta <= 3); the result has the validation accuracy with and without; 0 = off")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         if self.ensemble < 1:
             raise ValueError(f"ensemble must be >= 1 (1 is the single model), got {self.ensemble}")
+        from pipeline.evaluate.tta import views
+
+        views(self.tta)  # fails here, when the task is built, on a level out of range
 
     def slug_prefix(self) -> str:
         return model_name(self, ensemble=self.ensemble) + "-"  # named like the model it scores
@@ -56,9 +66,11 @@ class EvaluateCNN(NeutralDefaults, PipelineTask):
         members = [Member(model_state=store.read_verified(Path(t.path)),
                           training=store.read_verified(Path(t.path).parent / RESULT_FILE)["summary"])
                    for t in self.input()["models"]]
-        result = ensemble_stage(members, self.load_input("data"), progress=self.progress)
+        result = ensemble_stage(members, self.load_input("data"), progress=self.progress, tta=self.tta)
         self.write_result(result)
         s = result.summary
-        log.info("EvaluateCNN: test accuracy %.4f (95%% CI %.4f-%.4f), ECE %.4f%s",
+        log.info("EvaluateCNN: test accuracy %.4f (95%% CI %.4f-%.4f), ECE %.4f%s%s",
                  s["test_accuracy"], s["ci95"][0], s["ci95"][1], s["ece"],
-                 f", ensemble of {self.ensemble}" if self.ensemble > 1 else "")
+                 f", ensemble of {self.ensemble}" if self.ensemble > 1 else "",
+                 f", TTA {self.tta} (validation {s['tta']['val_accuracy']:.4f}, "
+                 f"{s['tta']['val_accuracy_without']:.4f} without)" if self.tta else "")

@@ -32,7 +32,7 @@ from tasks.base import PipelineTask, ReportsProgress, flatten
 from tasks.config import data_path, report_path
 from tasks.report import RenderReport, RunIndex
 from tasks.run import RunPipeline
-from tasks.train import TrainCNN
+from tasks.train import NeutralDefaults, TrainCNN
 
 log = logging.getLogger("luigi-interface")
 
@@ -108,8 +108,12 @@ def _with_pipeline_parameters(cls):
 
 
 @_with_pipeline_parameters
-class Nightly(ReportsProgress, luigi.Task):
-    """One dated night: mirror health, the pipeline, the comparison and the regression gate."""
+class Nightly(NeutralDefaults, ReportsProgress, luigi.Task):
+    """One dated night: mirror health, the pipeline, the comparison and the regression gate.
+
+    A pipeline parameter added later, at its neutral default, leaves the night's task id unchanged
+    (:class:`~tasks.train.NeutralDefaults`), so luigid's history of a night stays one task.
+    """
 
     date = luigi.DateParameter(default=dt.date.today(), description="the night, YYYY-MM-DD (default: today)")
     recheck = luigi.BoolParameter(default=False, parsing=luigi.BoolParameter.EXPLICIT_PARSING,

@@ -1,7 +1,8 @@
 """TrainCNN: train the NumPy CNN on the prepared split, resumably (pipeline.train).
 
-Also the two pieces every task of an ensemble uses: :class:`NeutralIntParameter` and
-:class:`NeutralDefaults` (a parameter added without renaming the runs made before it), and
+Also the pieces every task of an ensemble uses: :class:`NeutralIntParameter`,
+:class:`NeutralFloatParameter` and :class:`NeutralDefaults` (a parameter added without renaming
+the runs made before it), and
 :func:`model_name` (``twoconv-e12-s42``, ``-m3`` for member 3, ``-k5`` for an ensemble of 5).
 """
 from __future__ import annotations
@@ -21,22 +22,30 @@ from tasks.data import PrepareData
 log = logging.getLogger("luigi-interface")
 
 
-class NeutralIntParameter(luigi.IntParameter):
-    """An int parameter whose default is neutral: a task holding it is the task that existed before
+class NeutralParameter(luigi.Parameter):
+    """A parameter whose default is neutral: a task holding it is the task that existed before
     the parameter did. :class:`NeutralDefaults` leaves it out of the task's string parameters (so of
     its task id, parameter digest, slug and manifest) while it holds that default."""
 
-    def __init__(self, *, default: int, **kwargs) -> None:
+    def __init__(self, *, default, **kwargs) -> None:
         super().__init__(default=default, **kwargs)
         self.neutral = default  # the built-in default, whatever luigi.cfg configures
 
 
+class NeutralIntParameter(NeutralParameter, luigi.IntParameter):
+    """An int :class:`NeutralParameter`."""
+
+
+class NeutralFloatParameter(NeutralParameter, luigi.FloatParameter):
+    """A float :class:`NeutralParameter` (0.0 and a parsed "0" are both the neutral 0.0)."""
+
+
 class NeutralDefaults:
-    """Mixin for a task with :class:`NeutralIntParameter` parameters (put it before luigi.Task)."""
+    """Mixin for a task with :class:`NeutralParameter` parameters (put it before luigi.Task)."""
 
     def _neutral(self) -> set[str]:
         return {name for name, param in self.get_params()
-                if isinstance(param, NeutralIntParameter) and self.param_kwargs.get(name) == param.neutral}
+                if isinstance(param, NeutralParameter) and self.param_kwargs.get(name) == param.neutral}
 
     def to_str_params(self, only_significant: bool = False, only_public: bool = False) -> dict[str, str]:
         params = super().to_str_params(only_significant=only_significant, only_public=only_public)
@@ -91,7 +100,9 @@ class TrainCNN(NeutralDefaults, PipelineTask):
                                       description="adam, or sgd with Nesterov momentum 0.9")
     weight_decay = luigi.FloatParameter(default=0.0, description="L2 penalty added to the gradients")
     schedule = luigi.ChoiceParameter(choices=SCHEDULES, default="cosine",
-                                     description="learning rate per epoch. On the command line write "
+                                     description="learning rate per epoch (constant, step, cosine), or per step "
+                                                 "(onecycle: linear warm-up over --warmup-epochs, then cosine to 0). "
+                                                 "On the command line write "
                                                  "--RunPipeline-schedule (or --TrainCNN-schedule): Luigi takes a "
                                                  "bare --schedule for an abbreviation of its --scheduler-* flags")
     augment = luigi.BoolParameter(default=True, parsing=luigi.BoolParameter.EXPLICIT_PARSING,
@@ -101,6 +112,14 @@ class TrainCNN(NeutralDefaults, PipelineTask):
                                                          "score; 0 = run all epochs")
     member = NeutralIntParameter(default=0, description="ensemble member: trains with seed + member on the "
                                                         "validation split of seed; 0 = the single model")
+    # Recipe options, added after the parameters above (so none of theirs moves): off at their defaults.
+    warmup_epochs = NeutralFloatParameter(default=0.0, description="epochs (may be fractional, e.g. 0.5) of linear "
+                                          "learning-rate warm-up; onecycle schedule only; 0 = none")
+    ema_decay = NeutralFloatParameter(default=0.0, description="keep an exponential moving average of the weights "
+                                      "(updated every step, e.g. 0.999): it is validated, chooses the best epoch and "
+                                      "is the model kept; 0 = off")
+    label_smoothing = NeutralFloatParameter(default=0.0, description="train against targets (1 - s)·one-hot + s/10 "
+                                            "(e.g. 0.1); 0 = off")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -124,7 +143,9 @@ class TrainCNN(NeutralDefaults, PipelineTask):
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
                            optimizer=self.optimizer, weight_decay=self.weight_decay, schedule=self.schedule,
-                           augment=self.augment, patience=self.patience, seed=self.seed + self.member)
+                           augment=self.augment, patience=self.patience, seed=self.seed + self.member,
+                           warmup_epochs=self.warmup_epochs, ema_decay=self.ema_decay,
+                           label_smoothing=self.label_smoothing)
 
     def run(self):
         from pipeline.train.stage import train_stage

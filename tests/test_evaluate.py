@@ -307,3 +307,130 @@ def test_evaluate_task_writes_every_listed_artifact(tmp_path, mnist_dir):
     assert (out / "result.json").stat().st_mtime_ns >= newest
     assert (out / "manifest.json").stat().st_mtime_ns >= (out / "result.json").stat().st_mtime_ns
     assert not (out / "evaluation.json").exists()  # replaced by result.json
+
+
+# --- test-time augmentation ------------------------------------------------------------------
+
+def _shift_by_padding(x, dy, dx):
+    """An independent shift: pad every side with the image's minimum, then crop the moved window."""
+    n, c, h, w = x.shape
+    p = max(abs(dy), abs(dx))
+    padded = np.empty((n, c, h + 2 * p, w + 2 * p), x.dtype)
+    padded[...] = x.reshape(n, -1).min(axis=1)[:, None, None, None]
+    padded[:, :, p:p + h, p:p + w] = x
+    return padded[:, :, p - dy:p - dy + h, p - dx:p - dx + w]  # out[r] = x[r - dy]
+
+
+def _digits_like(n, seed=0):
+    """Blobs on a background of -0.42 (as after standardisation): a fill of 0 would be wrong here."""
+    rng = np.random.default_rng(seed)
+    x = np.full((n, 1, 28, 28), -0.42, np.float32)
+    x[:, :, 6:22, 8:20] += rng.random((n, 1, 16, 12), dtype=np.float32) * 3
+    return x
+
+
+def _tiny_model(seed=0):
+    from pipeline.nn import build_model, preset_spec
+
+    return build_model(preset_spec("simple"), (1, 28, 28), np.random.default_rng(seed))
+
+
+def test_tta_views_are_the_identity_then_shifts_on_each_axis():
+    from pipeline.evaluate.tta import views
+
+    assert views(0) == [(0, 0)]
+    assert views(1) == [(0, 0), (0, 1), (0, -1), (1, 0), (-1, 0)]
+    assert len(views(2)) == 9 and len(set(views(3))) == 13 and views(2)[5:] == [(0, 2), (0, -2), (2, 0), (-2, 0)]
+    with pytest.raises(ValueError, match="tta must be 0"):
+        views(4)
+    with pytest.raises(ValueError, match="tta must be 0"):
+        views(-1)
+
+
+def test_tta_shift_is_the_augmentation_warp_without_rotation():
+    """shift_images (slicing) against the slow per-pixel warp_reference at angle 0, and against padding."""
+    from pipeline.data.augment import warp_reference
+    from pipeline.evaluate.tta import shift_images
+
+    x = _digits_like(2)
+    for dy, dx in [(0, 1), (-1, 0), (2, -3), (-3, 3), (0, 0)]:
+        fast = shift_images(x, dy, dx)
+        slow = warp_reference(x, np.zeros(2), np.array([[dy, dx]] * 2))
+        np.testing.assert_array_equal(fast, slow, err_msg=f"shift ({dy}, {dx})")
+        np.testing.assert_array_equal(fast, _shift_by_padding(x, dy, dx))
+    moved = shift_images(x, 1, 0)
+    np.testing.assert_array_equal(moved[:, :, 1:], x[:, :, :-1])  # down one row
+    assert (moved[:, :, 0] == np.float32(-0.42)).all()  # the row moved in is background
+    with pytest.raises(ValueError, match="out of its frame"):
+        shift_images(x, 28, 0)
+
+
+def test_tta_with_only_the_identity_is_plain_evaluation():
+    from pipeline.evaluate.stage import evaluate_stage
+    from pipeline.evaluate.tta import predict, tta_probabilities, view_probabilities
+
+    model, x = _tiny_model(), _digits_like(50, seed=1)
+    plain = model.predict_proba(x)
+    with_, without = predict(model, x, 0)
+    np.testing.assert_array_equal(with_, plain)
+    np.testing.assert_array_equal(without, plain)
+    np.testing.assert_array_equal(tta_probabilities(model, x, 0), plain)
+    (only,) = view_probabilities(model, x, [(0, 0)])
+    np.testing.assert_array_equal(only, plain)
+    y, source = np.arange(50) % 10, np.arange(50, dtype=np.int64)
+    a = evaluate_stage(model, x, y, source)
+    b = evaluate_stage(model, x, y, source, tta=0, val=(x, y))
+    np.testing.assert_array_equal(a.artifacts["predictions"]["probabilities"],
+                                  b.artifacts["predictions"]["probabilities"])
+    assert a.summary == b.summary and "tta" not in a.summary
+
+
+def _tta_by_hand(model, x, level):
+    from pipeline.evaluate.tta import views
+
+    per_view = [model.predict_proba(_shift_by_padding(x, dy, dx)) for dy, dx in views(level)]
+    return np.mean(np.stack(per_view), axis=0, dtype=np.float64).astype(np.float32)
+
+
+def test_evaluate_stage_with_tta_scores_the_mean_over_shifts_and_reports_validation():
+    from pipeline.evaluate.stage import evaluate_stage
+
+    model = _tiny_model(seed=3)
+    x, xv = _digits_like(40, seed=4), _digits_like(30, seed=5)
+    y, yv = np.arange(40) % 10, np.arange(30) % 7
+    with pytest.raises(ValueError, match="chosen on validation"):
+        evaluate_stage(model, x, y, np.arange(40), tta=1)
+    result = evaluate_stage(model, x, y, np.arange(40, dtype=np.int64), tta=2, val=(xv, yv))
+    probs = result.artifacts["predictions"]["probabilities"]
+    np.testing.assert_allclose(probs, _tta_by_hand(model, x, 2), rtol=1e-6, atol=1e-7)
+    assert not np.allclose(probs, model.predict_proba(x), atol=1e-4)  # the shifts did change the answer
+    s = result.summary
+    assert s["test_accuracy"] == float((probs.argmax(1) == y).mean())
+    tta = s["tta"]
+    assert tta["level"] == 2 and len(tta["views"]) == 9 and tta["views"][0] == [0, 0]
+    assert tta["val_accuracy"] == float((_tta_by_hand(model, xv, 2).argmax(1) == yv).mean())
+    assert tta["val_accuracy_without"] == float((model.predict(xv) == yv).mean())
+    assert tta["test_accuracy_without"] == float((model.predict(x) == y).mean())
+    label, text = result.headline[2]
+    assert label == "Test-time augmentation" and text.startswith("9 views (shifts up to 2 px); validation ")
+
+
+def test_an_ensemble_with_tta_averages_each_members_tta_probabilities():
+    from pipeline.evaluate.ensemble import Member, ensemble_stage
+    from pipeline.nn import model_state
+
+    models = [_tiny_model(seed=s) for s in (10, 11)]
+    x, xv = _digits_like(30, seed=6), _digits_like(20, seed=7)
+    data = {"x_test": x, "y_test": np.arange(30) % 10, "test_source_index": np.arange(30, dtype=np.int64),
+            "x_val": xv, "y_val": np.arange(20) % 10}
+    members = [Member(model_state(m), {"seed": 10 + i, "best_epoch": 1, "epochs_run": 1, "best_val_accuracy": 0.1,
+                                       "train_seconds": 1.0}) for i, m in enumerate(models)]
+    result = ensemble_stage(members, data, tta=1)
+    expected = np.mean([_tta_by_hand(m, x, 1) for m in models], axis=0, dtype=np.float64)
+    np.testing.assert_allclose(result.artifacts["predictions"]["probabilities"], expected, rtol=1e-6, atol=1e-7)
+    tta = result.summary["tta"]
+    val = np.mean([_tta_by_hand(m, xv, 1) for m in models], axis=0, dtype=np.float64)
+    assert tta["val_accuracy"] == float((val.argmax(1) == data["y_val"]).mean())
+    plain_val = np.mean([m.predict_proba(xv) for m in models], axis=0, dtype=np.float64)
+    assert tta["val_accuracy_without"] == float((plain_val.argmax(1) == data["y_val"]).mean())
+    assert result.summary["val_accuracy"] == tta["val_accuracy"]  # the ensemble's own, with TTA

@@ -145,13 +145,19 @@ def test_batchnorm_training_normalises_and_updates_running_stats():
     np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-12)
 
 
-@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
 def test_softmax_cross_entropy_gradient(smoothing):
     rng = np.random.default_rng(8)
     logits = rng.standard_normal((6, 10)) * 3
     labels = rng.integers(0, 10, 6)
     loss = SoftmaxCrossEntropy(smoothing)
-    loss.forward(logits, labels)
+    value = loss.forward(logits, labels)
+    # the definition, written out: mean over rows of -sum_k target_k * log softmax_k
+    logp = logits - logits.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    target = np.full((6, 10), smoothing / 10)
+    target[np.arange(6), labels] += 1 - smoothing
+    assert value == pytest.approx(-(target * logp).sum() / 6, rel=1e-12)
     d = loss.backward()
     idx = np.arange(logits.size)
     num = numeric_grad(lambda: loss.forward(logits, labels), logits, idx)

@@ -114,3 +114,24 @@ def test_optimizer_trajectories_match_torch(kind):
         tname, transpose = bench.torch_param_name(model, name)
         tp = tparams[tname].detach().numpy()
         np.testing.assert_allclose(p, tp.T if transpose else tp, rtol=1e-9, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-6)])
+@pytest.mark.parametrize("smoothing", [0.05, 0.1, 0.3])
+def test_label_smoothing_loss_and_gradient_match_torch(smoothing, dtype, rtol):
+    """torch.nn.functional.cross_entropy(label_smoothing=s): the same loss and d loss / d logits."""
+    rng = np.random.default_rng(12)
+    logits = (rng.standard_normal((16, 10)) * 4).astype(dtype)
+    labels = rng.integers(0, 10, 16)
+    ce = SoftmaxCrossEntropy(label_smoothing=smoothing)
+    loss = ce.forward(logits, labels)
+    grad = ce.backward()
+    lt = torch.from_numpy(logits.copy()).requires_grad_(True)
+    tloss = torch.nn.functional.cross_entropy(lt, torch.from_numpy(labels), label_smoothing=smoothing)
+    tloss.backward()
+    assert loss == pytest.approx(tloss.item(), rel=rtol)
+    assert grad.dtype == dtype
+    np.testing.assert_allclose(grad, lt.grad.numpy(), rtol=rtol, atol=rtol * float(np.abs(grad).max()))
+    # and smoothing really changes both (the test would pass vacuously if it were ignored)
+    plain = torch.nn.functional.cross_entropy(torch.from_numpy(logits.copy()), torch.from_numpy(labels))
+    assert abs(plain.item() - loss) > 1e-3

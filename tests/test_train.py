@@ -119,10 +119,21 @@ def _crash_at(epoch_fraction: float):
     return progress
 
 
-def test_interrupted_run_resumes_to_bit_identical_parameters(subset, tmp_path):
+# Every recipe option on: the moving average's state is checkpointed, the per-step schedule resumes
+# at the right step, and the smoothed loss changes nothing about resuming.
+RECIPE = dict(ema_decay=0.95, label_smoothing=0.1, schedule="onecycle", warmup_epochs=0.5)
+
+
+@pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["plain", "ema-onecycle-smoothing"])
+def test_interrupted_run_resumes_to_bit_identical_parameters(subset, tmp_path, recipe):
     x, y, xv, yv = (a[:600] for a in subset)
-    config = _config(epochs=4, augment=True)  # augment + dropout: every RNG stream is in play
+    config = _config(epochs=4, augment=True, **recipe)  # augment + dropout: every RNG stream is in play
     straight = run_training(TINY, x, y, xv, yv, config, checkpoint_dir=tmp_path / "straight")
+    saved = store.read_verified_pickle(tmp_path / "straight" / "epoch-0004.pkl")
+    assert ("ema" in saved) == bool(recipe)  # the average is checkpointed exactly when there is one
+    if recipe:
+        assert saved["ema"]["t"] == 4 * 12  # one update per step: 600 / 50 batches, 4 epochs
+        assert straight.params_sha256 != run_training(TINY, x, y, xv, yv, _config(epochs=4, augment=True)).params_sha256
 
     ckpt = tmp_path / "crashing"
     with pytest.raises(Interrupt):
@@ -189,6 +200,9 @@ def test_checkpoint_of_another_run_is_ignored(subset, tmp_path):
     other_data = run_training(TINY, x[::-1].copy(), y[::-1].copy(), xv, yv, _config(epochs=2, seed=2),
                               checkpoint_dir=ckpt)
     assert other_data.resumed_from_epoch == 0
+    # nor one of the same run but for a recipe option (here the moving average, which needs its state)
+    averaged = run_training(TINY, x, y, xv, yv, _config(epochs=2, seed=2, ema_decay=0.9), checkpoint_dir=ckpt)
+    assert averaged.resumed_from_epoch == 0
 
 
 def test_checkpoints_keep_only_the_newest_two(tmp_path):
@@ -276,6 +290,7 @@ def test_train_stage_returns_the_run_as_one_result(subset, tmp_path):
     assert s["epochs"] == s["epochs_run"] == 2 and s["n_train"] == 300 and s["n_val"] == 300
     assert s["augment"] == {"max_shift_px": 2, "max_rotation_deg": 10.0}
     assert s["optimizer"] == {"name": "adam", "learning_rate": 2e-3, "weight_decay": 0.0, "schedule": "cosine"}
+    assert s["ema_decay"] == 0.0 and s["label_smoothing"] == 0.0
     assert [h["val_loss"] for h in s["history"]] == [h["val_loss"] for h in direct.history]
     assert s["best_val_accuracy"] == max(h["val_acc"] for h in s["history"])
     assert "best validation accuracy" in s["selection"]
@@ -296,3 +311,20 @@ def test_train_stage_returns_the_run_as_one_result(subset, tmp_path):
     assert sha256_arrays(model.parameters()) == s["params_sha256"]
     # everything but the model and the figure is JSON: it goes into result.json as it is
     store.json_bytes(result.index())
+
+
+def test_train_stage_records_the_recipe_options(subset, tmp_path):
+    x, y, xv, yv = (a[:200] for a in subset)
+    data = {"x_train": x, "y_train": y, "x_val": xv, "y_val": yv}
+    config = _config(epochs=2, **RECIPE)
+    result = train_stage(data, "simple", config)
+    s = result.summary
+    assert s["ema_decay"] == 0.95 and s["label_smoothing"] == 0.1
+    assert s["optimizer"] == {"name": "adam", "learning_rate": 2e-3, "weight_decay": 0.0, "schedule": "onecycle",
+                              "warmup_epochs": 0.5, "per_step": True}
+    assert s["selection"].startswith("moving average of the weights (decay 0.95)")
+    caption = result.figures[0].caption
+    assert "moving average of the weights (decay 0.95)" in caption and "smoothed by 0.1" in caption
+    # the model kept is the average that validated best: re-scoring it gives the recorded figure
+    loss, acc = evaluate_split(model_from_state(result.artifacts["model"]), xv, yv)
+    assert acc == s["best_val_accuracy"] and loss == pytest.approx(s["best_val_loss"], rel=1e-9)

@@ -8,6 +8,8 @@ One idea per module; import the one you need (``from pipeline.evaluate import me
     stage    ``evaluate_stage``: a model and the test split in, one StageResult out
     ensemble ``ensemble_stage``: K members' probabilities averaged and scored as one classifier, with
              each member beside the ensemble (one member: ``evaluate_stage``)
+    tta      test-time augmentation: a model's probabilities averaged over shifted copies of each image
+             (``--tta k``), with the validation accuracy with and without it
 
 This package imports nothing itself, so importing it from the task layer stays cheap.
 """

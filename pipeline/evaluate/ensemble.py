@@ -108,7 +108,7 @@ def _within(progress: ProgressFn, start: float, stop: float) -> ProgressFn:
 
 
 def ensemble_stage(members: Sequence[Member], data: dict[str, np.ndarray],
-                   progress: ProgressFn = ignore) -> "StageResult":
+                   progress: ProgressFn = ignore, tta: int = 0) -> "StageResult":
     """Score every member on the test and validation splits of ``data`` (the prepared splits:
     x_* float32 (N, 1, 28, 28), y_* int64 (N,), test_source_index), average their probabilities
     and evaluate the average as one classifier.
@@ -120,26 +120,38 @@ def ensemble_stage(members: Sequence[Member], data: dict[str, np.ndarray],
     {"probabilities" (K, N, 10) float32, "labels" (N,), "val_probabilities" (K, N_val, 10) float32,
     "val_labels" (N_val,), "seeds" int64 (K,), "params_sha256" [K]}. One member: exactly the single
     model's evaluation.
+
+    With ``tta`` > 0 every member is scored with test-time augmentation (:mod:`pipeline.evaluate.tta`)
+    before the average, and the summary's ``tta`` record has the ensemble's validation accuracy with
+    and without it (:func:`pipeline.evaluate.stage.with_tta`).
     """
     from pipeline.evaluate import figures
-    from pipeline.evaluate.stage import NOTE, evaluate_stage, scored_stage
+    from pipeline.evaluate.stage import NOTE, evaluate_stage, scored_stage, with_tta
+    from pipeline.evaluate.tta import predict, tta_record
     from pipeline.nn import model_from_state, sha256_arrays
     from pipeline.result import Figure, Table
 
     x_test, y_test, source = data["x_test"], data["y_test"], data["test_source_index"]
     if len(members) == 1:
-        return evaluate_stage(model_from_state(members[0].model_state), x_test, y_test, source, progress=progress)
+        return evaluate_stage(model_from_state(members[0].model_state), x_test, y_test, source, progress=progress,
+                              tta=tta, val=(data["x_val"], data["y_val"]))
     k = len(members)
     test_probs, val_probs, shas, first = [], [], [], None
+    test_plain, val_plain = [], []  # without TTA (the same arrays when tta is 0)
     for i, member in enumerate(members):
         progress(0.8 * i / k, f"scoring member {i} of {k} (seed {member.training['seed']})")
         model = model_from_state(member.model_state)  # one network in memory at a time (and member 0's)
-        test_probs.append(model.predict_proba(x_test))  # (N, 10) float32
-        val_probs.append(model.predict_proba(data["x_val"]))
+        for probs, plain, x in ((test_probs, test_plain, x_test), (val_probs, val_plain, data["x_val"])):
+            with_, without = predict(model, x, tta)  # (N, 10) float32 each
+            probs.append(with_)
+            plain.append(without)
         shas.append(sha256_arrays(model.parameters()))
         first = model if first is None else first
     probs = average_probabilities(test_probs)
     result = scored_stage(probs, first, x_test, y_test, source, progress=_within(progress, 0.8, 1.0))
+    if tta:
+        result = with_tta(result, tta_record(tta, (average_probabilities(val_probs), average_probabilities(val_plain)),
+                                             data["y_val"], average_probabilities(test_plain), y_test))
 
     rows = member_rows(members, test_probs, y_test, shas)
     s = result.summary

@@ -25,8 +25,13 @@ def _pct(x: float) -> str:
 
 
 def evaluate_stage(model: Sequential, x_test: np.ndarray, y_test: np.ndarray, source_index: np.ndarray,
-                   n_mistakes: int = N_MISTAKES, progress: ProgressFn = ignore) -> StageResult:
+                   n_mistakes: int = N_MISTAKES, progress: ProgressFn = ignore, *, tta: int = 0,
+                   val: tuple[np.ndarray, np.ndarray] | None = None) -> StageResult:
     """Score ``model`` on x_test float32 (N, 1, 28, 28) against y_test int64 (N,).
+
+    With ``tta`` > 0 the classifier scored is the model with test-time augmentation
+    (:mod:`pipeline.evaluate.tta`), and ``val`` = (x_val, y_val) is required: the summary's
+    ``tta`` record holds the validation accuracy with and without it (see :func:`with_tta`).
 
     ``source_index`` int64 (N,) names each test row in the original test file; it
     is carried into the mistakes so that an image can be found again.
@@ -35,9 +40,30 @@ def evaluate_stage(model: Sequential, x_test: np.ndarray, y_test: np.ndarray, so
     filters {"weights" (F, C, kh, kw), "layer_index"} and feature_maps {"image" (28, 28),
     "maps" (F, OH, OW), "test_index", "layer_index"}.
     """
-    progress(0.0, f"scoring {len(y_test)} test images")
-    probs = model.predict_proba(x_test)  # (N, 10) float32
-    return scored_stage(probs, model, x_test, y_test, source_index, n_mistakes, progress)
+    if not tta:
+        progress(0.0, f"scoring {len(y_test)} test images")
+        probs = model.predict_proba(x_test)  # (N, 10) float32
+        return scored_stage(probs, model, x_test, y_test, source_index, n_mistakes, progress)
+    from pipeline.evaluate.tta import predict, tta_record, views
+
+    if val is None:
+        raise ValueError("test-time augmentation is chosen on validation: pass val=(x_val, y_val)")
+    progress(0.0, f"scoring {len(y_test)} test and {len(val[1])} validation images, {len(views(tta))} views each")
+    probs, plain = predict(model, x_test, tta)  # (N, 10) float32, with and without TTA
+    record = tta_record(tta, predict(model, val[0], tta), val[1], plain, y_test)
+    return with_tta(scored_stage(probs, model, x_test, y_test, source_index, n_mistakes, progress), record)
+
+
+def with_tta(result: StageResult, record: dict[str, Any]) -> StageResult:
+    """``result`` of a classifier with test-time augmentation: ``record`` (:func:`pipeline.evaluate.tta.tta_record`)
+    as the summary's ``tta``, and a headline entry with the validation accuracy with and without it."""
+    import dataclasses
+
+    headline = list(result.headline)
+    headline.insert(2, ("Test-time augmentation",
+                        f"{len(record['views'])} views (shifts up to {record['level']} px); validation "
+                        f"{_pct(record['val_accuracy'])}, {_pct(record['val_accuracy_without'])} without"))
+    return dataclasses.replace(result, summary={**result.summary, "tta": record}, headline=headline)
 
 
 def scored_stage(probs: np.ndarray, model: Sequential, x_test: np.ndarray, y_test: np.ndarray,

@@ -14,7 +14,9 @@ from typing import Callable
 import numpy as np
 
 OPTIMIZERS = ("adam", "sgd")  # sgd = SGD with Nesterov momentum (see make_optimizer)
-SCHEDULES = ("constant", "step", "cosine")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+# Schedules whose function takes the 0-based global *step* (mini-batch) instead of the epoch.
+PER_STEP_SCHEDULES = ("onecycle",)
 
 
 def _copy_arrays(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -131,14 +133,17 @@ def make_optimizer(name: str, lr: float, momentum: float = 0.9, weight_decay: fl
 
 
 def make_schedule(name: str, base_lr: float, total_epochs: int, **kw) -> Callable[[int], float]:
-    """A function epoch (0-based) -> learning rate.
+    """A function epoch (0-based) -> learning rate; for the schedules in PER_STEP_SCHEDULES, a function
+    global step (0-based mini-batch count since the start of training) -> learning rate.
 
     constant: base_lr.
     step: base_lr * gamma ** (epoch // step_size); kw step_size (default max(1, total_epochs // 3)), gamma (0.1).
     cosine: optional linear warmup over ``warmup`` epochs (default 0) from base_lr/warmup up to base_lr,
             then min_lr + (base_lr - min_lr) * (1 + cos(pi * t)) / 2 with t going 0 -> 1 over the rest.
+    onecycle: per step, see :func:`onecycle`; kw steps_per_epoch (default 1), warmup_epochs (float, default 0).
     """
-    allowed = {"constant": set(), "step": {"step_size", "gamma"}, "cosine": {"min_lr", "warmup"}}
+    allowed = {"constant": set(), "step": {"step_size", "gamma"}, "cosine": {"min_lr", "warmup"},
+               "onecycle": {"steps_per_epoch", "warmup_epochs"}}
     if name not in allowed:
         raise ValueError(f"unknown schedule {name!r}; use one of {', '.join(SCHEDULES)}")
     extra = set(kw) - allowed[name]
@@ -154,6 +159,8 @@ def make_schedule(name: str, base_lr: float, total_epochs: int, **kw) -> Callabl
         if step_size < 1 or not 0 < gamma <= 1:
             raise ValueError(f"step schedule needs step_size >= 1 and 0 < gamma <= 1 (got {step_size}, {gamma})")
         return lambda epoch: float(base_lr * gamma ** (epoch // step_size))
+    if name == "onecycle":
+        return onecycle(base_lr, total_epochs, int(kw.get("steps_per_epoch", 1)), float(kw.get("warmup_epochs", 0.0)))
     min_lr = float(kw.get("min_lr", 0.0))
     warmup = int(kw.get("warmup", 0))
     if not 0 <= min_lr <= base_lr or not 0 <= warmup < total_epochs:
@@ -168,3 +175,34 @@ def make_schedule(name: str, base_lr: float, total_epochs: int, **kw) -> Callabl
         return float(min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
     return cosine
+
+
+def onecycle(base_lr: float, total_epochs: int, steps_per_epoch: int,
+             warmup_epochs: float = 0.0) -> Callable[[int], float]:
+    """A per-step schedule: linear warm-up, then cosine decay to 0 at the end of training.
+
+    With S = total_epochs * steps_per_epoch steps and W = round(warmup_epochs * steps_per_epoch)
+    warm-up steps, step s (0-based) gets
+
+        s < W:   base_lr * (s + 1) / W                              (base_lr / W up to base_lr)
+        s >= W:  base_lr * (1 + cos(pi * (s - W) / (S - W))) / 2    (base_lr down to ~0: the last step
+                                                                     gets base_lr * (1 - cos(pi / (S - W))) / 2)
+
+    This is torch's ``SequentialLR([LinearLR(start_factor=1/W, end_factor=1, total_iters=W-1),
+    CosineAnnealingLR(T_max=S-W)], milestones=[W])`` stepped once per batch (W >= 2), not
+    ``OneCycleLR``, whose warm-up starts at base_lr / 25 and follows a cosine too.
+    """
+    total = total_epochs * steps_per_epoch
+    warmup = int(round(warmup_epochs * steps_per_epoch))
+    if base_lr <= 0 or steps_per_epoch < 1 or not 0 <= warmup < total:
+        raise ValueError(f"onecycle needs base_lr > 0, steps_per_epoch >= 1 and 0 <= warmup_epochs < total epochs "
+                         f"(got {base_lr}, {steps_per_epoch}, {warmup_epochs} of {total_epochs})")
+    decay = total - warmup
+
+    def lr(step: int) -> float:
+        if step < warmup:
+            return float(base_lr * (step + 1) / warmup)
+        t = min(step - warmup, decay) / decay
+        return float(base_lr * 0.5 * (1.0 + math.cos(math.pi * t)))
+
+    return lr

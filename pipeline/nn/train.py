@@ -8,6 +8,13 @@ the checkpoint with the model, the optimizer state and the history; reloading
 them and replaying the remaining epochs performs the very same floating-point
 operations as an uninterrupted run, so the final parameters are bit-identical.
 
+Recipe options, each off at its neutral value (0): ``ema_decay`` validates, selects and
+returns an exponential moving average of the weights (:mod:`pipeline.nn.averaging`) instead of
+the weights themselves; ``label_smoothing`` trains against smoothed targets
+(:class:`~pipeline.nn.losses.SoftmaxCrossEntropy`; validation loss stays plain cross-entropy);
+the ``onecycle`` schedule sets the learning rate every step, with ``warmup_epochs`` of linear
+warm-up (:func:`pipeline.nn.optim.onecycle`).
+
 The loop knows nothing of files or of how images are augmented: the caller
 passes ``augment(x_batch, rng) -> x_batch`` (drawing only from the ``rng`` it is
 given), a checkpoint store with ``save(epoch, state)`` and ``load_latest()``,
@@ -26,10 +33,11 @@ from typing import Any, Callable, Protocol
 
 import numpy as np
 
+from pipeline.nn.averaging import ExponentialMovingAverage
 from pipeline.nn.digest import sha256_arrays
 from pipeline.nn.losses import SoftmaxCrossEntropy, log_softmax
 from pipeline.nn.model import build_model
-from pipeline.nn.optim import OPTIMIZERS, SCHEDULES, make_optimizer, make_schedule
+from pipeline.nn.optim import OPTIMIZERS, PER_STEP_SCHEDULES, SCHEDULES, make_optimizer, make_schedule
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +83,11 @@ class TrainConfig:
     patience: int = 0  # epochs without a better validation score before stopping; 0 = never
     seed: int = 0
     eval_batch_size: int = 1000  # does not change results, only memory and speed
+    # The recipe options (RECIPE_OPTIONS) were added later; each is off at its default, 0, and then
+    # left out of the fingerprint, so a run that does not use them keeps the fingerprint it always had.
+    ema_decay: float = 0.0  # validate and keep an exponential moving average of the weights; 0 = off
+    label_smoothing: float = 0.0  # train against (1 - s) * one_hot + s / K; 0 = off
+    warmup_epochs: float = 0.0  # linear warm-up of the "onecycle" schedule, in epochs (may be fractional)
 
     def validate(self) -> None:
         problems = []
@@ -90,14 +103,29 @@ class TrainConfig:
             problems.append(f"schedule must be {_one_of(SCHEDULES)} (got {self.schedule!r})")
         if self.patience < 0 or self.weight_decay < 0:
             problems.append("patience and weight_decay must be >= 0")
+        if not 0 <= self.ema_decay < 1:
+            problems.append(f"ema_decay must be in [0, 1), 0 = off (got {self.ema_decay})")
+        if not 0 <= self.label_smoothing < 1:
+            problems.append(f"label_smoothing must be in [0, 1), 0 = off (got {self.label_smoothing})")
+        if not 0 <= self.warmup_epochs < self.epochs:
+            problems.append(f"warmup_epochs must be >= 0 and less than epochs (got {self.warmup_epochs})")
+        elif self.warmup_epochs and self.schedule != "onecycle":
+            problems.append(f"warmup_epochs applies to the onecycle schedule only (schedule is {self.schedule!r})")
         if problems:
             raise ValueError("bad training configuration: " + "; ".join(problems))
 
     def fingerprint_fields(self) -> dict[str, Any]:
-        """The fields that change the result (a checkpoint is reused only if they match)."""
+        """The fields that change the result (a checkpoint is reused only if they match); a recipe
+        option at its neutral value is left out, as it was before the option existed."""
         fields = dataclasses.asdict(self)
         fields.pop("eval_batch_size")
+        for f in dataclasses.fields(self):
+            if f.name in RECIPE_OPTIONS and fields[f.name] == f.default:
+                del fields[f.name]
         return fields
+
+
+RECIPE_OPTIONS = ("ema_decay", "label_smoothing", "warmup_epochs")  # TrainConfig fields that are off by default
 
 
 @dataclasses.dataclass
@@ -165,6 +193,23 @@ def _copy_state(state: dict) -> dict:
     return state
 
 
+def _averaged(model) -> dict[str, np.ndarray]:
+    """What the moving average follows: every parameter and every buffer, by name.
+
+    BatchNorm's running statistics are averaged with the weights rather than copied from the
+    live network: the live statistics describe the activations of the live weights (they are
+    themselves a moving average over the last ~10 steps), while averaged statistics follow the
+    same window of steps as the averaged weights they will normalise for.
+    """
+    return {**model.parameters(), **model.buffers()}
+
+
+def _load_average(model, ema: ExponentialMovingAverage) -> None:
+    """Copy the averaged parameters and buffers into ``model``'s live arrays."""
+    model.load_state_dict({"params": {k: ema.average[k] for k in model.parameters()},
+                           "buffers": {k: ema.average[k] for k in model.buffers()}})
+
+
 def _ignore(fraction: float, message: str) -> None:
     """The default progress callback: reports go nowhere."""
 
@@ -179,6 +224,10 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     None otherwise). With ``checkpoints`` a state is saved after every epoch and the
     latest one it gives back is resumed. ``progress(fraction, message)`` is called
     after every batch and every epoch.
+
+    With ``config.ema_decay`` the moving average (updated after every optimizer step) is what
+    each epoch validates, what selects the best epoch and what is returned; the live weights
+    only train. The average's state is checkpointed with the rest.
     """
     config.validate()
     _check_inputs(x_train, y_train, x_val, y_val, config, augment)
@@ -187,11 +236,23 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     model = build_model(spec, input_shape=tuple(x_train.shape[1:]), rng=rngs["init"])
     model.rng = rngs["dropout"]  # dropout draws from its own stream, so its state is one thing to checkpoint
     optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum, config.weight_decay)
-    # make_schedule's cosine reaches min_lr (0) at its last epoch; one epoch more in its
-    # horizon keeps our last epoch learning (at a small rate) instead of wasting it at lr 0.
-    horizon = config.epochs + 1 if config.schedule == "cosine" else config.epochs
-    schedule = make_schedule(config.schedule, config.learning_rate, horizon)
-    loss_fn = SoftmaxCrossEntropy()
+    n = len(x_train)
+    n_batches = math.ceil(n / config.batch_size)
+    per_step = config.schedule in PER_STEP_SCHEDULES
+    if per_step:
+        schedule = make_schedule(config.schedule, config.learning_rate, config.epochs, steps_per_epoch=n_batches,
+                                 warmup_epochs=config.warmup_epochs)
+    else:
+        # make_schedule's cosine reaches min_lr (0) at its last epoch; one epoch more in its
+        # horizon keeps our last epoch learning (at a small rate) instead of wasting it at lr 0.
+        horizon = config.epochs + 1 if config.schedule == "cosine" else config.epochs
+        schedule = make_schedule(config.schedule, config.learning_rate, horizon)
+    loss_fn = SoftmaxCrossEntropy(config.label_smoothing)
+    ema = ExponentialMovingAverage(config.ema_decay, _averaged(model)) if config.ema_decay else None
+    # The average is scored in a second network of the same spec; its own initial weights are
+    # overwritten before every use (a throwaway Generator, so the run's streams are untouched).
+    scored = (build_model(spec, input_shape=tuple(x_train.shape[1:]), rng=np.random.default_rng(0))
+              if ema is not None else model)
 
     history: list[dict[str, Any]] = []
     best = {"epoch": 0, "val_acc": -1.0, "val_loss": math.inf, "state": None}
@@ -204,11 +265,11 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
             rngs[name].bit_generator.state = state["rng"][name]
         history, best = state["history"], state["best"]
         bad_epochs, start_epoch, stopped_early = state["bad_epochs"], state["epoch"], state["stopped_early"]
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         log.info("resuming training after epoch %d", start_epoch)
     resumed_from = start_epoch
 
-    n = len(x_train)
-    n_batches = math.ceil(n / config.batch_size)
     session_start = time.perf_counter()
     session_batches = 0
 
@@ -218,7 +279,7 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
     for epoch in range(start_epoch, config.epochs):
         if stopped_early:
             break
-        lr = schedule(epoch)
+        lr = schedule(epoch * n_batches) if per_step else schedule(epoch)  # the epoch's first rate
         optimizer.lr = lr
         epoch_start = time.perf_counter()
         order = rngs["shuffle"].permutation(n)
@@ -228,10 +289,14 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
             xb, yb = x_train[idx], y_train[idx]
             if augment is not None:
                 xb = augment(xb, rngs["augment"])
+            if per_step:
+                optimizer.lr = schedule(epoch * n_batches + b)
             logits = model.forward(xb, training=True)
             loss = loss_fn.forward(logits, yb)
             model.backward(loss_fn.backward())
             optimizer.step(model.parameters(), model.gradients())
+            if ema is not None:
+                ema.update(_averaged(model))
             loss_sum += loss * len(idx)
             correct += int((logits.argmax(axis=1) == yb).sum())
             session_batches += 1
@@ -243,7 +308,9 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
                      f"epoch {epoch + 1}/{config.epochs} batch {b + 1}/{n_batches} "
                      f"loss {loss_sum / seen:.4f} acc {correct / seen:.4f} ETA {_format_seconds(eta)}")
         train_time = time.perf_counter() - epoch_start
-        val_loss, val_acc = evaluate_split(model, x_val, y_val, config.eval_batch_size)
+        if ema is not None:
+            _load_average(scored, ema)
+        val_loss, val_acc = evaluate_split(scored, x_val, y_val, config.eval_batch_size)
         record = {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / n, "train_acc": correct / n,
                   "val_loss": val_loss, "val_acc": val_acc,
                   "seconds": time.perf_counter() - epoch_start, "images_per_second": n / train_time}
@@ -251,18 +318,21 @@ def train(spec: Any, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray
         # Ties in accuracy are broken by the loss, so the choice never depends on order alone.
         if val_acc > best["val_acc"] or (val_acc == best["val_acc"] and val_loss < best["val_loss"]):
             best = {"epoch": epoch + 1, "val_acc": val_acc, "val_loss": val_loss,
-                    "state": _copy_state(model.state_dict())}
+                    "state": _copy_state(scored.state_dict())}
             bad_epochs = 0
         else:
             bad_epochs += 1
             if config.patience and bad_epochs >= config.patience:
                 stopped_early = True
         if checkpoints is not None:
-            checkpoints.save(epoch + 1, {
+            saved = {
                 "epoch": epoch + 1, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "rng": {name: rngs[name].bit_generator.state for name in ("shuffle", "augment", "dropout")},
                 "history": history, "best": best, "bad_epochs": bad_epochs, "stopped_early": stopped_early,
-            })
+            }
+            if ema is not None:
+                saved["ema"] = ema.state_dict()
+            checkpoints.save(epoch + 1, saved)
         progress((epoch + 1) / config.epochs,
                  f"epoch {epoch + 1}/{config.epochs} done: loss {record['train_loss']:.4f} "
                  f"val_loss {val_loss:.4f} val_acc {val_acc:.4f} ({record['seconds']:.1f}s)"

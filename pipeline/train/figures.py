@@ -31,8 +31,10 @@ def learning_curves(history: Sequence[dict]) -> "Figure":
     return fig
 
 
-def learning_curves_caption(history: Sequence[dict], best_epoch: int, stopped_early: bool = False) -> str:
-    """What the learning curves show, in a sentence or two, from the history itself."""
+def learning_curves_caption(history: Sequence[dict], best_epoch: int, stopped_early: bool = False,
+                            ema_decay: float = 0.0, label_smoothing: float = 0.0) -> str:
+    """What the learning curves show, in a sentence or two, from the history itself (and what the
+    validation figures and the training loss are of, when the run averaged weights or smoothed labels)."""
     best = next(h for h in history if h["epoch"] == best_epoch)
     first, last = history[0], history[-1]
     text = (f"Cross-entropy and accuracy per epoch on the training and validation splits. "
@@ -44,4 +46,10 @@ def learning_curves_caption(history: Sequence[dict], best_epoch: int, stopped_ea
                  f"validation loss from {first['val_loss']:.4f} to {last['val_loss']:.4f}.")
     if stopped_early:
         text += " Training stopped early: validation accuracy had stopped improving."
+    if ema_decay:
+        text += (f" Validation figures are those of the moving average of the weights (decay {ema_decay}), "
+                 "which is also the model kept.")
+    if label_smoothing:
+        text += (f" Training loss is against labels smoothed by {label_smoothing}, so it does not fall to 0; "
+                 "validation loss is plain cross-entropy.")
     return text

@@ -20,6 +20,8 @@ from pipeline.progress import ProgressFn, ignore
 from pipeline.result import Figure, StageResult, Table
 
 SELECTION = "parameters of the epoch with the best validation accuracy (ties: lower validation loss)"
+SELECTION_EMA = ("moving average of the weights (decay {decay}) at the epoch where it had the best validation "
+                 "accuracy (ties: lower validation loss)")
 
 
 def make_augment(config: TrainConfig) -> Augment | None:
@@ -41,6 +43,8 @@ def training_summary(preset: str, spec: list[dict], config: TrainConfig, result:
                  "weight_decay": config.weight_decay, "schedule": config.schedule}
     if config.optimizer == "sgd":
         optimizer.update(momentum=config.momentum, nesterov=True)
+    if config.schedule == "onecycle":
+        optimizer.update(warmup_epochs=config.warmup_epochs, per_step=True)
     return {
         "preset": preset,
         "spec": spec,
@@ -61,9 +65,11 @@ def training_summary(preset: str, spec: list[dict], config: TrainConfig, result:
         "augment": ({"max_shift_px": config.max_shift, "max_rotation_deg": config.max_degrees}
                     if config.augment else False),
         "patience": config.patience,
+        "ema_decay": config.ema_decay,
+        "label_smoothing": config.label_smoothing,
         "n_train": int(n_train),
         "n_val": int(n_val),
-        "selection": SELECTION,
+        "selection": SELECTION_EMA.format(decay=config.ema_decay) if config.ema_decay else SELECTION,
         "history": result.history,
     }
 
@@ -113,7 +119,8 @@ def train_stage(data: dict[str, np.ndarray], preset: str, config: TrainConfig,
         ("Parameters sha256", result.params_sha256[:12]),
     ]
     curves = Figure(name="learning_curves", title="Learning curves", figure=learning_curves(result.history),
-                    caption=learning_curves_caption(result.history, result.best_epoch, result.stopped_early))
+                    caption=learning_curves_caption(result.history, result.best_epoch, result.stopped_early,
+                                                    config.ema_decay, config.label_smoothing))
     return StageResult(title="Training", summary=summary, headline=headline,
                        tables=[history_table(result.history)], figures=[curves],
                        texts={"model": result.model.summary() + "\n"},
