@@ -12,7 +12,7 @@ from luigi.util import inherits
 from pipeline.report.files import INDEX_FILE, METRICS_FILE, REPORT_FILE
 from tasks.acquire import FetchMNIST
 from tasks.base import PipelineTask
-from tasks.config import report_path, run_id
+from tasks.config import data_path, report_path, run_id
 from tasks.data import CleanData
 from tasks.evaluate import EvaluateCNN
 from tasks.explore import ExploreData
@@ -28,6 +28,8 @@ class RenderReport(NeutralDefaults, PipelineTask):
     The page shows acquisition from FetchMNIST's manifest, then every stage from its
     result.json, in the order of :meth:`requires`, whose keys are the page's section ids. An
     ensemble's training section is its member 0's; the evaluation section shows every member.
+    It opens with a comparison with the other runs of the report directory as they are when it
+    is rendered (a later run does not make it stale), and ends with the run's provenance.
     """
 
     primary = REPORT_FILE
@@ -73,11 +75,13 @@ class RenderReport(NeutralDefaults, PipelineTask):
         from pipeline.store.debris import sweep
 
         stages = {key: self.input_dir(key) for key in self.requires() if key != "acquisition"}
-        report = run_report(self.run_id(), self.parameters(), rerun_command(self),
-                            store.read_json(self.input()["acquisition"].path), stages)
+        record = self.manifest_record()  # how the report is made: in its manifest and in metrics.json
         sweep(self.output_dir().parent)
+        report = run_report(self.run_id(), self.parameters(), rerun_command(self),
+                            store.read_json(self.input()["acquisition"].path), stages,
+                            report_dir=self.output_dir().parent, data_dir=data_path(), record=record)
         with store.staged_dir(self.output_dir()) as tmp:
-            write_run_report(report, tmp, self.manifest_record())
+            write_run_report(report, tmp, record)
         log.info("Report: %s (test accuracy %.2f%%)", self.output().path, 100 * report.metrics["test_accuracy"])
 
 

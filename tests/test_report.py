@@ -56,6 +56,7 @@ def test_stage_section_renders_any_stage_from_its_result(tmp_path):
     assert section["figures"][0]["uri"].startswith("data:image/png;base64,iVBOR")
     html = section["tables"][0]["html"]
     assert "<td>0.25</td>" in html and "NaN" not in html and "nan" not in html
+    assert "<td>–</td>" in html  # a missing value (an empty calibration bin) is a dash
     assert "<th>digit</th>" in html and html.count("<tr") == 4  # the named index is a column: one header row
     assert "<th>0</th>" not in section["tables"][1]["html"]  # a plain 0..n-1 index is not shown
     assert section["texts"] == [{"title": "Model summary", "text": "Conv 5x5 -> ReLU\n<not a tag>"}]
@@ -90,7 +91,8 @@ def test_run_report_shows_every_stage_and_writes_page_and_metrics(tmp_path):
     html = report.html
     # the sections in page order, each with its headline, figure and caption, table and text
     ids = re.findall(r'<section id="([a-z]+)"', html)
-    assert ids == ["summary", "acquisition", "cleaning", "training", "evaluation", "parameters"]
+    assert ids == ["summary", "comparison", "acquisition", "cleaning", "training", "evaluation", "provenance",
+                   "parameters"]
     assert html.count("<dt>Images kept</dt><dd>59,000</dd>") == 3
     assert html.count("The line falls from 1 to 0.") == 3 and html.count('src="data:image/png;base64,') == 3
     assert html.count("<h3>Recall per digit</h3>") == 3 and html.count("&lt;not a tag&gt;</pre>") == 3
@@ -102,6 +104,11 @@ def test_run_report_shows_every_stage_and_writes_page_and_metrics(tmp_path):
     m = report.metrics
     assert m["rerun_command"] == "luigi --augment false" and m["test_accuracy"] == 0.8765
     assert m["params_sha256"] == TRAIN["params_sha256"] and m["parameters"] == PARAMS
+    # provenance: the stages' manifests (these were written without a task record) and the raw files' hashes
+    assert [s["stage"] for s in m["provenance"]["stages"]] == ["cleaning", "training", "evaluation"]
+    assert m["provenance"]["data"]["train-images-idx3-ubyte.gz"]["sha256_content"] == "1" * 64
+    assert m["provenance"]["environment"]["python"] and "numpy" in m["provenance"]["environment"]["libraries"]
+    assert "built outside a report directory" in html  # no report directory given: compared with nothing
 
     out = tmp_path / "out"
     path = page.write_run_report(report, out, {"task": "T"})
@@ -146,7 +153,8 @@ def test_history_names_the_number_of_models_of_every_run(tmp_path):
     rows = list(csv.DictReader((tmp_path / "history.csv").open()))
     assert [(r["run_id"], r["ensemble"]) for r in rows] == [("r0", "1"), ("r1", "1"), ("r3", "3")]
     html = (tmp_path / "index.html").read_text()
-    assert "<th>models</th>" in html and "<td>3</td>" in html
+    assert 'simple <span class="note">×3</span>' in html  # the ensemble's number of models, beside its preset
+    assert html.count('<span class="note">×') == 1
 
 
 def _metrics(run_id: str, created: str, acc: float) -> dict:
@@ -176,7 +184,7 @@ def test_latest_link_moves_and_index_lists_runs_in_order(tmp_path):
     assert [line.split(",")[1] for line in lines[1:]] == ["r1", "r2"]  # oldest first, latest link skipped
     html = (tmp_path / "index.html").read_text()
     assert html.index("r1/report.html") < html.index("r2/report.html") and "25.00%" in html
-    assert "2 runs;" in html
+    assert "2 runs, oldest first" in html
     assert index.index_lists(tmp_path, "r1") and not index.index_lists(tmp_path, "r3")
     assert not list(tmp_path.glob(".*"))  # no temporary link or file left
 
@@ -184,7 +192,8 @@ def test_latest_link_moves_and_index_lists_runs_in_order(tmp_path):
 def test_index_of_one_run_says_run_and_needs_latest(tmp_path):
     store.write_json(tmp_path / "r1" / "metrics.json", _metrics("r1", "2026-01-01", 0.25))
     index.write_index(tmp_path)
-    assert "1 run;" in (tmp_path / "index.html").read_text()
+    html = (tmp_path / "index.html").read_text()
+    assert "1 run, oldest first" in html and "1 runs" not in html
     assert not index.index_lists(tmp_path, "r1")  # no latest link yet
     index.update_index(tmp_path, "r1")
     assert index.index_lists(tmp_path, "r1")

@@ -56,6 +56,88 @@ def point_latest(report_dir: str | os.PathLike, run_id: str) -> None:
     os.replace(tmp, report_dir / LATEST_LINK)
 
 
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.2f}%"
+
+
+def index_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per run (oldest first) for the index table: {"cells": [{"text", "key", "note"}], "run_id", "href"}.
+
+    Columns are :data:`INDEX_COLUMNS`; a sort key is a number for numeric columns ("" when the value
+    is missing) so that the table sorts 9 before 10, and the text otherwise; a note is shown small
+    beside the text (the accuracy's 95% interval, an ensemble's number of models).
+    """
+    def cell(text: Any, key: Any = None, note: str = "") -> dict[str, Any]:
+        return {"text": str(text), "key": text if key is None else key, "note": note}
+
+    rows = []
+    for number, m in enumerate(runs, start=1):
+        ci = m.get("test_accuracy_ci95") or [None, None]
+        augment = (m.get("parameters") or {}).get("augment")
+        limit = m.get("train_limit") or 0
+        created = str(m.get("created", ""))
+        val = m.get("best_val_accuracy")
+        seconds = m.get("train_seconds")
+        models = m.get("ensemble") or MISSING["ensemble"]
+        cells = [
+            cell(number),
+            cell(m.get("run_id", "")),
+            cell(created[:16].replace("T", " "), created),  # to the minute (UTC); sorted by the full stamp
+            cell(m.get("preset", ""), note=f"×{models}" if models > 1 else ""),  # an ensemble of N: "×N"
+            cell(m.get("epochs", "")),
+            cell(m.get("seed", "")),
+            cell(f"{limit:,}" if limit else "all", limit or 10**9),
+            cell("" if augment is None else ("yes" if augment else "no"), "" if augment is None else str(augment)),
+            cell(_pct(m.get("test_accuracy")), m.get("test_accuracy", ""),
+                 f"{100 * ci[0]:.2f}–{100 * ci[1]:.2f}" if ci[0] is not None else ""),
+            cell(_pct(val), "" if val is None else val),
+            cell("" if seconds is None else f"{seconds:.1f}", "" if seconds is None else seconds),
+        ]
+        rows.append({"cells": cells, "run_id": str(m.get("run_id", "")),
+                     "href": f"{m.get('run_id', '')}/{REPORT_FILE}"})
+    return rows
+
+
+INDEX_COLUMNS = ["#", "run", "rendered (UTC)", "preset (×models)", "epochs", "seed", "train images", "augment",
+                 "test accuracy (95% interval)", "best validation", "train seconds"]
+TEXT_COLUMNS = (1, 2, 3)  # left-aligned
+RUN_COLUMN = INDEX_COLUMNS.index("run")  # its cell is the link to the run's page
+
+
+def trend_charts(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The index's charts across runs (oldest first): test accuracy with its 95% interval and the best so
+    far, and training time; each {"id", "title", "svg", "caption"}."""
+    from pipeline.report.trends import Point, trend_svg
+
+    if not runs:
+        return []
+    accuracy, seconds = [], []
+    for number, m in enumerate(runs, start=1):
+        href = f"{m.get('run_id', '')}/{REPORT_FILE}"
+        ci = m.get("test_accuracy_ci95") or [None, None]
+        low, high = ((100 * ci[0], 100 * ci[1]) if ci[0] is not None else (None, None))
+        interval = f" (95% interval {_pct(ci[0])} – {_pct(ci[1])})" if ci[0] is not None else ""
+        accuracy.append(Point(100 * m["test_accuracy"], low, high, href,
+                              f"run {number}: {m.get('run_id')}, {_pct(m['test_accuracy'])}{interval}"))
+        if m.get("train_seconds") is not None:
+            seconds.append(Point(float(m["train_seconds"]), href=href,
+                                 tooltip=f"run {number}: {m.get('run_id')}, {m['train_seconds']:.1f} s"))
+    n = len(runs)
+    best = max(range(n), key=lambda i: runs[i]["test_accuracy"])
+    charts = [{"id": "accuracy-chart", "title": "Test accuracy",
+               "svg": trend_svg(accuracy, "Test accuracy per run, with its 95% interval", "test accuracy (%)",
+                                floor=0.0, ceiling=100.0, running_best=True, chart_id="accuracy-svg"),
+               "caption": (f"Test accuracy of each run (dots) with its 95% Wilson interval (bars)"
+                           f"{'; dashed: the best so far' if n > 1 else ''}. Highest: run {best + 1}, "
+                           f"{runs[best].get('run_id')}, {_pct(runs[best]['test_accuracy'])}.")}]
+    if seconds:
+        charts.append({"id": "time-chart", "title": "Training time",
+                       "svg": trend_svg(seconds, "Training time per run", "training time (s)", floor=0.0,
+                                        include=0.0, chart_id="time-svg"),
+                       "caption": "Seconds spent training each run (all members of an ensemble together)."})
+    return charts
+
+
 def write_index(report_dir: str | os.PathLike) -> None:
     """Write ``history.csv``, then ``index.html``, listing the metrics of every run."""
     from pipeline import store
@@ -64,7 +146,8 @@ def write_index(report_dir: str | os.PathLike) -> None:
     report_dir = Path(report_dir)
     runs = run_history(report_dir)
     store.write_bytes(report_dir / HISTORY_FILE, history_csv(runs).encode("utf-8"))
-    html = render("index.html.j2", runs=runs, report_file=REPORT_FILE, history_file=HISTORY_FILE)
+    html = render("index.html.j2", runs=runs, rows=index_rows(runs), columns=INDEX_COLUMNS, run_column=RUN_COLUMN,
+                  text_columns=TEXT_COLUMNS, charts=trend_charts(runs), history_file=HISTORY_FILE)
     store.write_bytes(report_dir / INDEX_FILE, html.encode("utf-8"))
 
 

@@ -1,8 +1,11 @@
 """One run's self-contained HTML page, and its metrics record, written together.
 
-Every stage is rendered the same way from its ``result.json`` (see
+The page opens with a narrative and a comparison with the previous and the best run
+of its report directory (:mod:`pipeline.report.narrative`, :mod:`~pipeline.report.comparison`),
+then renders every stage the same way from its ``result.json`` (see
 :mod:`pipeline.result`): its title, headline rows, figures with their captions,
-tables and texts. Figures are embedded as base64 data URIs and the stylesheet is
+tables and texts, and ends with the run's provenance (:mod:`pipeline.report.provenance`).
+Figures are embedded as base64 data URIs and the stylesheet is
 inline, so ``report.html`` can be mailed, archived or opened offline on its own.
 Every file read here is first checked against its directory's integrity manifest.
 """
@@ -12,18 +15,15 @@ import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipeline.report.files import METRICS_FILE, REPORT_FILE
 from pipeline.report.render import cell, render
-
-if TYPE_CHECKING:
-    import pandas as pd
+from pipeline.report.tables import table_block
 
 PAGE_TEMPLATE = "report.html.j2"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 WIDE_FIGURE_PX = 900  # a figure at least this wide spans the page instead of half of it
-WIDE_TABLE_COLUMNS = 8  # a table with more columns than this spans the page
 
 
 def png_data_uri(data: bytes, name: str) -> str:
@@ -46,31 +46,6 @@ def _figure(directory: Path, entry: dict[str, str]) -> dict[str, Any]:
             "wide": png_width(data) >= WIDE_FIGURE_PX}
 
 
-def _table(frame: "pd.DataFrame", title: str) -> dict[str, Any]:
-    return {"title": title, "html": table_html(frame),
-            "wide": frame.shape[1] + frame.index.nlevels > WIDE_TABLE_COLUMNS}
-
-
-def table_html(frame: "pd.DataFrame") -> str:
-    """A DataFrame as an HTML table that scrolls inside its section when wide.
-
-    The index is shown only when it means something (named, or not 0..n-1); a named index
-    becomes ordinary leading columns, so the header is one row. Missing values (an empty
-    calibration bin) show as blank cells, not "NaN".
-    """
-    import pandas as pd
-
-    if isinstance(frame, pd.Series):
-        frame = frame.to_frame()
-    named = all(name is not None for name in frame.index.names)
-    show_index = named or not isinstance(frame.index, pd.RangeIndex)
-    if named and frame.columns.name is None and not set(frame.index.names) & set(frame.columns):
-        frame, show_index = frame.reset_index(), False
-    html = frame.to_html(classes="data", float_format=lambda v: f"{v:.4g}", border=0, na_rep="",
-                         index=show_index)
-    return f'<div class="table-wrap">{html}</div>'
-
-
 def _label(name: str) -> str:
     text = name.replace("_", " ")
     return text[:1].upper() + text[1:]
@@ -91,7 +66,7 @@ def stage_section(section_id: str, directory: str | os.PathLike, title: str | No
         "title": title or result["title"],
         "headline": [(label, cell(value)) for label, value in result["headline"]],
         "figures": [_figure(directory, f) for f in result["figures"]],
-        "tables": [_table(store.read_verified(directory / t["file"]), t["title"]) for t in result["tables"]],
+        "tables": [table_block(store.read_verified(directory / t["file"]), t["title"]) for t in result["tables"]],
         "texts": [{"title": _label(t["title"]), "text": verified_bytes(directory / t["file"]).decode("utf-8")}
                   for t in result["texts"]],
     }
@@ -116,7 +91,7 @@ def acquisition_section(manifest: dict[str, dict[str, Any]]) -> dict[str, Any]:
         ("Failed attempts", f"{sum(len(f['failed_attempts']) for _, f in files)}"),
     ]
     return {"id": "acquisition", "title": "Acquisition", "headline": headline, "figures": [],
-            "tables": [_table(frame, "Files, each verified by the sha256 of its content")],
+            "tables": [table_block(frame, "Files, each verified by the sha256 of its content")],
             "texts": []}
 
 
@@ -129,7 +104,8 @@ class RunReport:
 
 
 def run_report(run_id: str, params: dict[str, Any], command: str, acquisition: dict[str, dict[str, Any]],
-               stages: dict[str, str | os.PathLike]) -> RunReport:
+               stages: dict[str, str | os.PathLike], report_dir: str | os.PathLike | None = None,
+               data_dir: str | os.PathLike | None = None, record: dict[str, Any] | None = None) -> RunReport:
     """The report of one run.
 
     ``params`` are the run's significant parameters (typed values); ``command`` the command line
@@ -137,20 +113,47 @@ def run_report(run_id: str, params: dict[str, Any], command: str, acquisition: d
     the output directory of the stage shown there, in page order, and must hold "training" and
     "evaluation", whose summaries feed the metrics record. For an ensemble, "training" is its
     member 0, and says so in its title; the evaluation shows every member.
+
+    ``report_dir`` holds the other runs this one is compared with (none without it), ``data_dir``
+    their outputs (and this run's, for provenance); ``record`` is what the report's manifest will
+    record (its provenance and input hashes go into ``metrics.json``).
     """
+    from pipeline.report.comparison import comparison_blocks, compare_with_references, load_predictions
     from pipeline.report.metrics import metrics_record
+    from pipeline.report.narrative import narrative
+    from pipeline.report.provenance import provenance_record, provenance_section
     from pipeline.result import read_result
 
     summaries = {key: read_result(stages[key])["summary"] for key in ("training", "evaluation")}
     metrics = metrics_record(run_id, params, summaries["training"], summaries["evaluation"], command)
+    metrics["provenance"] = provenance_record(stages, data_dir, acquisition, record)
+    runs, problems = _other_runs(report_dir, metrics)
+    comparisons = compare_with_references(metrics, load_predictions(stages["evaluation"]), runs, data_dir) \
+        if runs else []
+    opening = narrative(metrics, summaries["training"], comparisons, None if report_dir is None else len(runs),
+                        REPORT_FILE)
     sections = [acquisition_section(acquisition)]
     titles = {}
     if metrics["ensemble"] > 1:
         titles["training"] = (f"Training: member 0 of {metrics['ensemble']} "
                               f"(seed {metrics['members'][0]['seed']}; the others are in the evaluation's table)")
     sections += [stage_section(key, directory, titles.get(key)) for key, directory in stages.items()]
-    html = render(PAGE_TEMPLATE, run_id=run_id, metrics=metrics, sections=sections, command=command)
+    sections.append(provenance_section(metrics["provenance"]))
+    html = render(PAGE_TEMPLATE, run_id=run_id, metrics=metrics, sections=sections, command=command,
+                  narrative=opening, comparisons=comparison_blocks(comparisons, REPORT_FILE), problems=problems)
     return RunReport(html=html, metrics=metrics)
+
+
+def _other_runs(report_dir: str | os.PathLike | None, metrics: dict[str, Any]
+                ) -> tuple[list[dict[str, Any]], list[str]]:
+    """(the runs of ``report_dir`` this run is compared with, oldest first; why others were left out)."""
+    from pipeline.inspect.runs import load_runs
+    from pipeline.report.comparison import other_runs
+
+    if report_dir is None or not Path(report_dir).is_dir():
+        return [], []
+    runs, problems = load_runs(report_dir)
+    return other_runs(metrics, runs), problems
 
 
 def write_run_report(report: RunReport, directory: str | os.PathLike,
