@@ -202,12 +202,13 @@ class Nightly(NeutralDefaults, ReportsProgress, luigi.Task):
     def write_night(self, record: dict, run_report_dir: Path) -> None:
         """``report_dir/nightly/<date>/``, built whole and swapped in: report, page, record, metrics if passed."""
         from pipeline import store
-        from pipeline.nightly.page import render_night
+        from pipeline.nightly.page import relocated_report, render_night
         from pipeline.nightly.record import HEALTH_FILE, PAGE_FILE, RECORD_FILE
         from pipeline.report.files import METRICS_FILE, REPORT_FILE
 
         with store.staged_dir(night_dir(self.date)) as tmp:
-            shutil.copyfile(run_report_dir / REPORT_FILE, tmp / REPORT_FILE)
+            page = (run_report_dir / REPORT_FILE).read_text(encoding="utf-8")
+            store.write_bytes(tmp / REPORT_FILE, relocated_report(page).encode("utf-8"))
             store.write_json(tmp / HEALTH_FILE, record["mirror_health"])
             store.write_bytes(tmp / PAGE_FILE, render_night(record).encode("utf-8"))
             store.write_json(tmp / RECORD_FILE, record)

@@ -144,7 +144,8 @@ def test_first_night_runs_the_pipeline_and_writes_the_dated_record(first_night):
     assert metrics["params_sha256"] == run_metrics["params_sha256"]
     assert metrics["nightly"] == {"date": FIRST, "comparison": rec["comparison"], "status": "passed"}
     assert 0.5 < metrics["test_accuracy"] < 1.0
-    assert (folder / "report.html").read_bytes() == (run_dir / "report.html").read_bytes()  # the night's copy
+    from pipeline.nightly.page import relocated_report  # the night's copy, its links to other runs moved
+    assert (folder / "report.html").read_text() == relocated_report((run_dir / "report.html").read_text())
     # Mirror health: the only configured mirror serves all four files, verified against the pinned hashes.
     health = rec["mirror_health"]
     assert json.loads((folder / "mirrors.json").read_text()) == health
@@ -335,3 +336,20 @@ def test_code_change_to_evaluation_only_reevaluates_without_retraining(nights, t
     assert "EvaluateCNN" in comparison["why"]["code"] and "TrainCNN" not in comparison["why"]["code"]
     assert comparison["same_model"] is True and comparison["accuracy"]["delta"] == 0.0
     print(f"a night after a change to the evaluation code took {run.seconds:.1f} s")
+
+
+def test_the_nights_copy_of_a_report_links_to_the_same_runs(tmp_path):
+    """A link to another run (../<run-id>/report.html) resolves to the same file from the night's folder."""
+    from urllib.parse import urljoin
+
+    from pipeline.nightly.page import relocated_report
+
+    page = '<a href="../other-run/report.html">previous</a> <a href="#summary">top</a>'
+    reports = tmp_path / "reports"
+    original = (reports / "this-run" / "report.html").as_uri()
+    copy = (reports / "nightly" / "2026-11-01" / "report.html").as_uri()
+    moved = relocated_report(page)
+    target = (reports / "other-run" / "report.html").as_uri()
+    assert urljoin(original, re.search(r'href="([^"#]+)"', page).group(1)) == target
+    assert urljoin(copy, re.search(r'href="([^"#]+)"', moved).group(1)) == target
+    assert 'href="#summary"' in moved  # in-page links untouched

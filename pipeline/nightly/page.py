@@ -40,6 +40,13 @@ def mirror_rows(health: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def relocated_report(html: str, levels: int = 1) -> str:
+    """A run report's HTML for a copy kept ``levels`` folders deeper than ``report_dir/<run-id>/``
+    (the night's copy is in ``report_dir/nightly/<date>/``: one more): its links to other runs
+    (``href="../<run-id>/report.html"``, from the narrative and comparison) still reach them."""
+    return html.replace('href="../', 'href="' + "../" * (levels + 1))
+
+
 def render_night(record: dict[str, Any]) -> str:
     """``nightly.html`` of one night (self-contained; links to that night's copy of the run report)."""
     from pipeline.report.render import render
