@@ -81,7 +81,8 @@ class Candidate:
 
 
 CANDIDATES: dict[str, Candidate] = {
-    "default": Candidate(),  # the README run
+    "default": Candidate(),  # the README run (label smoothing 0.1 since 2026-11-23)
+    "no-smoothing": Candidate(config={"label_smoothing": 0.0}),  # the default run before that
     "ema": Candidate(config={"ema_decay": 0.999}),
     "smooth": Candidate(config={"label_smoothing": 0.1}),
     "onecycle": Candidate(config={"schedule": "onecycle", "warmup_epochs": 0.5}),

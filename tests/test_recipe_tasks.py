@@ -20,17 +20,21 @@ def test_options_at_their_neutral_values_are_the_tasks_that_existed_before_them(
     from tasks import EvaluateCNN, RenderReport, RunPipeline, TrainCNN
 
     neutral = dict(ema_decay=0.0, label_smoothing=0.0, warmup_epochs=0.0)
-    assert TrainCNN(**neutral) == TrainCNN() and EvaluateCNN(tta=0, **neutral) == EvaluateCNN()
-    assert RunPipeline(tta=0, **neutral) == RunPipeline()
-    for task in (TrainCNN(), EvaluateCNN(), RenderReport()):
+    for task in (TrainCNN(**neutral), EvaluateCNN(tta=0, **neutral), RenderReport(tta=0, **neutral)):
         assert not {"ema_decay", "label_smoothing", "warmup_epochs", "tta"} & set(task.to_str_params())
-    # what names the default model (its task id, slug and digest) is what named it before the options
-    assert set(TrainCNN().to_str_params(only_significant=True)) == {
+    # what named a model before the options existed still names it, with the options at their neutral values
+    assert set(TrainCNN(**neutral).to_str_params(only_significant=True)) == {
         "augment", "batch_size", "clean_policy", "epochs", "learning_rate", "normalization", "optimizer",
         "patience", "preset", "schedule", "seed", "train_limit", "val_fraction", "weight_decay"}
+    assert RenderReport(**neutral).run_id() == "twoconv-e12-s42-98a832f4"  # the id the default run had before
+    assert EvaluateCNN(tta=0, **neutral).requires()["models"] == [TrainCNN(**neutral)]
+    # The default now smooths labels (0.1, chosen on validation): a model of its own, with its own name.
+    assert TrainCNN().label_smoothing == 0.1 and TrainCNN().to_str_params()["label_smoothing"] == "0.1"
+    assert TrainCNN().slug() != TrainCNN(**neutral).slug()
+    assert RunPipeline(tta=0, ema_decay=0.0, warmup_epochs=0.0) == RunPipeline()
 
 
-@pytest.mark.parametrize("option", [{"ema_decay": 0.999}, {"label_smoothing": 0.1}, {"schedule": "onecycle"},
+@pytest.mark.parametrize("option", [{"ema_decay": 0.999}, {"label_smoothing": 0.2}, {"schedule": "onecycle"},
                                     {"schedule": "onecycle", "warmup_epochs": 0.5}])
 def test_a_training_option_renames_the_model_and_everything_after_it(option):
     from tasks import EvaluateCNN, RenderReport, TrainCNN
