@@ -19,6 +19,11 @@ time of a single-threaded run (``--threads 1 --clock cpu``) barely moves. With
 more than one thread, CPU time also counts the threads' busy waiting, so use it
 with ``--threads 1``.
 
+With ``--threads 1`` the engine trains its large convs row-blocked
+(pipeline/nn/kernels/blocked.py); with more BLAS threads it keeps the whole-batch
+kernels (see ``pipeline.nn.fusion.prefer_rows``). The third line names the kernel
+that trains each conv.
+
 The last line is ``ratio engine/torch: X.XX`` = engine time / torch time for
 the same work (lower is better; 1.00 means as fast as PyTorch).
 """
@@ -106,6 +111,25 @@ def torch_model(model):
     return net.to(torch.float64) if model.dtype == np.float64 else net
 
 
+def conv_kernels(model, batch: int) -> str:
+    """Which kernel trains each conv of the engine model at this batch size: "phase" (the
+    phase-plane block), "rows" (row-blocked GEMM) or "whole" (whole-batch im2col GEMM)."""
+    from pipeline.nn import fusion
+
+    names, shape = [], model.input_shape
+    for layer, out_shape in zip(model.layers, model.shapes):
+        step = next((s for s in model.plan if getattr(s, "conv", None) is layer), None)
+        if step is not None:
+            _, C, kh, kw = layer.params["W"].shape
+            rows = fusion.prefer_rows(C, kh, kw, shape[1], shape[2], layer.stride, layer.pad, batch,
+                                      layer.params["W"].itemsize, True)
+            names.append("phase" if step.block else "rows" if rows else "whole")
+        elif "W" in layer.params and layer.params["W"].ndim == 4:
+            names.append("whole (unfused)")
+        shape = out_shape
+    return ", ".join(names)
+
+
 def torch_param_name(model, engine_name: str) -> tuple[str, bool]:
     """Engine name "4.dense.W" -> (torch state name "4.weight", needs_transpose)."""
     i, kind, key = engine_name.split(".")
@@ -165,6 +189,7 @@ def main(argv=None) -> None:
     print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}), "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); {args.clock} clock; "
           f"load average {os.getloadavg()[0]:.2f}")
+    print(f"engine conv kernels (training): {conv_kernels(model, args.batch)}")
 
     engine_steps(model, x, y, args.warmup, args.batch, opt_e, ce)
     torch_steps(net, xt, yt, args.warmup, args.batch, opt_t)

@@ -1,5 +1,5 @@
-"""Fast kernels (im2col GEMM convolution, strided max-pooling, the phase-plane conv block)
-against slow, obvious references."""
+"""Fast kernels (im2col GEMM convolution, its row-blocked form, strided max-pooling, the phase-plane
+conv block) against slow, obvious references."""
 from __future__ import annotations
 
 import importlib
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.nn import kernels as K
-from pipeline.nn.fusion import prefer_block
+from pipeline.nn.fusion import prefer_block, prefer_rows
 
 # (N, C, H, W, F, kh, kw, stride, pad): odd sizes, non-square images and kernels, stride 2/3, pad 1-2
 CONV_CASES = [
@@ -139,6 +139,105 @@ def test_conv_rejects_channel_mismatch():
     with pytest.raises(ValueError, match="does not match weights"):
         K.conv2d_forward(np.zeros((1, 2, 5, 5)), np.zeros((3, 1, 3, 3)), np.zeros(3))
 
+
+
+# the conv cases plus same-size and growing stride-1 convs (their dx is a blocked correlation)
+ROWS_CASES = CONV_CASES + [(3, 3, 9, 9, 4, 3, 3, 1, 2), (2, 3, 7, 9, 4, 3, 3, 1, 1), (2, 2, 6, 6, 3, 3, 3, 1, 1)]
+
+
+@pytest.mark.parametrize("block_bytes", [64, 4 << 20])  # one output row per block / the whole image
+@pytest.mark.parametrize("relu,pool", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("case", ROWS_CASES, ids=lambda c: "N{}C{}H{}W{}F{}k{}x{}s{}p{}".format(*c))
+def test_row_blocked_conv_matches_reference(case, relu, pool, block_bytes, monkeypatch):
+    blocked = importlib.import_module("pipeline.nn.kernels.blocked")
+    monkeypatch.setattr(blocked, "BLOCK_BYTES", block_bytes)
+    N, C, H, W, F, kh, kw, s, p = case
+    rng = np.random.default_rng(sum(case) + 2 * relu + pool)
+    x = rng.standard_normal((N, C, H, W))
+    Wt = rng.standard_normal((F, C, kh, kw))
+    b = rng.standard_normal(F)
+    if pool and min(K.conv_output_size(H, kh, s, p), K.conv_output_size(W, kw, s, p)) < 2:
+        with pytest.raises(ValueError, match="smaller than the 2x2 window"):
+            K.conv_rows_forward(x, Wt, b, s, p, {}, relu, pool)
+        return
+    ref = K.conv_rows_forward_ref(x, Wt, b, s, p, relu, pool)
+    dout = rng.standard_normal(ref.shape)
+    rdx, rdW, rdb = K.conv_rows_backward_ref(dout, x, Wt, b, s, p, relu, pool)
+    ws: dict = {}
+    for _ in range(2):  # the second pass reuses the workspace buffers
+        out, cache = K.conv_rows_forward(x, Wt, b, s, p, ws, relu, pool)
+        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
+        dx, dW, db = K.conv_rows_backward(dout, cache, True, ws)
+        np.testing.assert_allclose(dx, rdx, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(dW, rdW, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(db, rdb, rtol=1e-11, atol=1e-11)
+        none, dW2, db2 = K.conv_rows_backward(dout, cache, False, ws)  # no dx: dW from the input's columns
+        assert none is None
+        np.testing.assert_allclose(dW2, rdW, rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(db2, rdb, rtol=1e-11, atol=1e-11)
+
+
+def test_row_blocked_reference_is_the_composition_of_the_reference_kernels():
+    rng = np.random.default_rng(14)
+    x, Wt, b = rng.standard_normal((2, 2, 9, 8)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
+    conv = K.conv2d_forward_ref(x, Wt, b, 2, 1)
+    act = np.maximum(conv, 0)
+    np.testing.assert_array_equal(K.conv_rows_forward_ref(x, Wt, b, 2, 1, True, True), K.maxpool_forward_ref(act, 2, 2))
+    dout = rng.standard_normal((2, 3, 2, 2))
+    d = K.maxpool_backward_ref(dout, act, 2, 2) * (conv > 0)
+    for got, want in zip(K.conv_rows_backward_ref(dout, x, Wt, b, 2, 1, True, True), K.conv2d_backward_ref(d, x, Wt, 2, 1)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_row_blocked_conv_in_float32_agrees_with_the_whole_batch_kernel():
+    # what training runs: the same dot products, bias, max and ReLU as the whole-batch kernel
+    # (blocks of one row and of several rows), and its gradients to float32 rounding
+    rng = np.random.default_rng(15)
+    x = np.maximum(rng.standard_normal((20, 8, 14, 14)), 0).astype(np.float32)
+    Wt = (rng.standard_normal((16, 8, 3, 3)) * 0.2).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    whole, wcache = K.conv2d_forward(x, Wt, b, 1, 1, {}, True, True)
+    rows, rcache = K.conv_rows_forward(x, Wt, b, 1, 1, {}, True, True)
+    assert rows.dtype == np.float32 and rows.transpose(1, 2, 3, 0).flags.c_contiguous  # CHWN memory
+    np.testing.assert_allclose(rows, whole, rtol=1e-6, atol=1e-6)
+    dout = rng.standard_normal(whole.shape).astype(np.float32)
+    for got, want in zip(K.conv_rows_backward(dout, rcache, True, {}), K.conv2d_backward(dout, wcache, True, {})):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_row_blocked_fill_builds_the_columns_im2col_builds():
+    blocked = importlib.import_module("pipeline.nn.kernels.blocked")
+    rng = np.random.default_rng(16)
+    for (C, H, W, N, kh, kw, s, p) in [(2, 9, 8, 3, 3, 3, 2, 1), (1, 7, 7, 2, 5, 5, 1, 2), (3, 6, 9, 1, 2, 4, 3, 0)]:
+        x = rng.standard_normal((C, H, W, N))
+        cols = K.im2col(x, kh, kw, s, p).copy()  # (C, kh, kw, OH, OW, N)
+        xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        OH, OW = cols.shape[3:5]
+        scratch = np.full((C, kh, kw, 2, OW, N), np.nan)
+        for r0 in range(OH):
+            r1 = min(OH, r0 + 2)
+            got = blocked._fill(scratch, xp, r0, r1, s)
+            np.testing.assert_array_equal(got, cols[:, :, :, r0:r1].reshape(C * kh * kw, -1))
+
+
+def test_prefer_rows_for_inference_and_for_large_training_convs(monkeypatch):
+    from pipeline.nn.kernels import parallel
+
+    monkeypatch.setattr(parallel, "THREADS", 1)  # single-threaded BLAS only
+    assert prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=False)  # inference: always
+    assert prefer_rows(32, 3, 3, 28, 28, 1, 1, 100, 4, training=True)  # seed-keras's 32->32 conv: 86 MB
+    assert prefer_rows(16, 3, 3, 14, 14, 1, 1, 100, 4, training=True)  # deep's 16->32 conv: 11 MB, same size
+    assert prefer_rows(32, 3, 3, 8, 8, 1, 1, 100, 4, training=True)  # deep's 32->64 conv on 8x8: 7 MB
+    assert not prefer_rows(1, 3, 3, 28, 28, 1, 1, 100, 4, training=True)  # 3 MB: stays in cache anyway
+    assert prefer_rows(16, 5, 5, 24, 24, 1, 0, 100, 4, training=True)  # seed-torch's 2nd conv: 61 MB
+    assert not prefer_rows(32, 5, 5, 12, 12, 1, 0, 100, 4, training=True)  # strong's 2nd conv: 20 MB, shrinking
+    assert not prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=True)  # the default twoconv's 2nd conv
+    assert not prefer_rows(16, 5, 5, 12, 12, 1, 0, 256, 4, training=True)  # ... also at batch 256 (26 MB)
+    assert not prefer_rows(32, 3, 3, 28, 28, 2, 1, 100, 4, training=True)  # strided
+    monkeypatch.setattr(parallel, "THREADS", 2)  # threaded BLAS: one GEMM call per block wakes the threads
+    assert not prefer_rows(32, 3, 3, 28, 28, 1, 1, 100, 4, training=True)
+    assert not prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=False)
 
 # (N, C, H, W, F, kh, kw, pad): odd and non-square sizes, odd conv outputs (pool floor), pad 1-2
 BLOCK_CASES = [

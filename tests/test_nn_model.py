@@ -92,6 +92,61 @@ def test_fused_execution_plan_equals_layer_by_layer(name):
         np.testing.assert_allclose(fused.gradients()[k], g, rtol=1e-10, atol=1e-12, err_msg=k)
 
 
+
+@pytest.mark.parametrize("name", ["seed-keras", "deep", "seed-torch"])
+def test_row_blocked_training_steps_equal_layer_by_layer(name, monkeypatch):
+    # training takes the row-blocked conv kernel only for large batches; force it at any size
+    from pipeline.nn import fusion
+
+    monkeypatch.setattr(fusion.parallel, "THREADS", 1)  # it runs with single-threaded BLAS only
+    monkeypatch.setattr(fusion, "ROWS_MIN_BYTES", 0)
+    monkeypatch.setattr(fusion, "ROWS_MIN_BYTES_SHRINKING", 0)
+    spec = [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in preset_spec(name)]
+    fused = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64)
+    plain = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64, fuse=False)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
+    for m in (fused, plain):
+        ce = SoftmaxCrossEntropy()
+        ce.forward(m.forward(x, training=True), y)
+        m.backward(ce.backward())
+    convs = [s for s in fused.plan if type(s).__name__ == "FusedConv" and not s.block]
+    assert convs and all(s._bwd is fusion.K.conv_rows_backward for s in convs)
+    for k, g in plain.gradients().items():
+        np.testing.assert_allclose(fused.gradients()[k], g, rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+def test_dropout_float32_mask_is_the_thresholded_draws_scaled():
+    # the fast float32 path builds the mask in the draws' memory; it must be exactly keep * 1/(1-rate)
+    # from the same draws (so runs with dropout keep their bits), in CHWN order for images
+    from pipeline.nn.layers import Dropout
+
+    x = np.random.default_rng(0).random((6, 3, 5, 4), dtype=np.float32)
+    layer = Dropout(0.4, rng=np.random.default_rng(9))
+    y = layer.forward(x, training=True)
+    draws = np.random.default_rng(9).random((3, 5, 4, 6), dtype=np.float32)  # (C, H, W, N)
+    want = ((draws >= np.float32(0.4)) * np.float32(1 / 0.6)).astype(np.float32).transpose(3, 0, 1, 2)
+    np.testing.assert_array_equal(layer._mask, want)
+    np.testing.assert_array_equal(y, x * want)
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), want)
+
+
+def test_dense_input_gradient_keeps_the_layout_of_a_flattened_chwn_input():
+    # after Flatten of CHWN maps the dense input is a transposed view; dx comes back in that layout
+    from pipeline.nn.layers import Dense
+
+    rng = np.random.default_rng(3)
+    layer = Dense(12, 5, rng=rng)
+    layer.needs_input_grad = True
+    xc = rng.random((12, 7), dtype=np.float32)  # (D, N) memory
+    layer.forward(xc.T, training=True)
+    dout = rng.random((7, 5), dtype=np.float32)
+    dx = layer.backward(dout)
+    assert dx.shape == (7, 12) and dx.T.flags.c_contiguous
+    np.testing.assert_allclose(dx, dout @ layer.params["W"].T, rtol=1e-6)
+    layer.forward(np.ascontiguousarray(xc.T), training=True)  # an (N, D) input keeps (N, D) memory
+    assert layer.backward(dout).flags.c_contiguous
+
 def test_known_architectures():
     simple = build_model(preset_spec("simple"))
     # book's SimpleConvNet: 30*1*5*5+30, 30*12*12*100+100, 100*10+10

