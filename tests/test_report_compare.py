@@ -279,3 +279,12 @@ def test_index_rows_sort_numbers_as_numbers_and_charts_cover_every_run():
     assert str(charts[0]["svg"]).count("<circle") == 3 and "Highest: run 2, r1, 95.00%" in charts[0]["caption"]
     assert re.search(r"best so far", charts[0]["caption"])
     assert trend_charts([]) == []
+
+
+def test_metric_values_and_their_changes_share_one_format():
+    text = comparison.metric_text
+    assert (text("test_accuracy", 0.9944), text("test_accuracy", 0.0006, change=True)) == ("99.44%", "+0.06 points")
+    assert (text("train_seconds", 103.24), text("train_seconds", -4.0, change=True)) == ("103.2", "-4.0")
+    assert (text("ece", 0.01234), text("ece", 0.001, change=True)) == ("0.0123", "+0.0010")
+    assert (text("test_error_count", 1234), text("test_error_count", -5, change=True)) == ("1,234", "-5")
+    assert text("test_accuracy", None) == ""

@@ -55,3 +55,15 @@ def lineage(directory: str | os.PathLike, data_dir: str | os.PathLike) -> list[I
             found[where] = Input(where, task or task_id.split("_")[0], record.get("sha256", ""))
             todo.append(where)
     return list(found.values())
+
+
+def nearest_holding(inputs: list[Input], file_name: str) -> Input | None:
+    """The first of ``inputs`` (nearest first, as :func:`lineage` lists them) whose manifest verifies
+    and lists ``file_name``; None when none does."""
+    for item in inputs:
+        try:
+            if file_name in read_manifest(item.directory)["files"]:
+                return item
+        except IntegrityError:
+            continue
+    return None

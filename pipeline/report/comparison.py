@@ -57,29 +57,24 @@ def recorded_predictions(run: dict[str, Any], data_dir: str | os.PathLike | None
     ``run`` is a record of :func:`pipeline.inspect.runs.load_runs` (it holds ``report_path``).
     """
     from pipeline import store
-    from pipeline.inspect.lineage import lineage
+    from pipeline.inspect.lineage import lineage, nearest_holding
 
     if data_dir is None:
         return None, "no data directory was given to look for them in"
     used = lineage(run["report_path"], data_dir)
     if not used:
         return None, "its report's manifest records no inputs, so its evaluation output cannot be found"
-    for item in used:
-        try:
-            manifest = store.read_manifest(item.directory)
-        except store.IntegrityError:
-            continue
-        if PREDICTIONS_FILE not in manifest["files"]:
-            continue
-        if item.recorded_sha256 and item.recorded_sha256 != store.sha256_file(item.directory / store.MANIFEST_FILE):
-            return None, (f"its evaluation output {item.directory.name} was rebuilt after its report was rendered, "
-                          "so they may not be the predictions it reported")
-        try:
-            return store.read_verified_pickle(item.directory / PREDICTIONS_FILE), ""
-        except store.IntegrityError as exc:
-            return None, f"they fail verification ({exc})"
-    return None, ("its evaluation output is no longer in the data directory (removed by gc or by hand); its "
-                  f"command restores it: {run.get('rerun_command', 'see its report')}")
+    item = nearest_holding(used, PREDICTIONS_FILE)
+    if item is None:
+        return None, ("its evaluation output is no longer in the data directory (removed by gc or by hand); its "
+                      f"command restores it: {run.get('rerun_command', 'see its report')}")
+    if item.recorded_sha256 and item.recorded_sha256 != store.sha256_file(item.directory / store.MANIFEST_FILE):
+        return None, (f"its evaluation output {item.directory.name} was rebuilt after its report was rendered, "
+                      "so they may not be the predictions it reported")
+    try:
+        return store.read_verified_pickle(item.directory / PREDICTIONS_FILE), ""
+    except store.IntegrityError as exc:
+        return None, f"they fail verification ({exc})"
 
 
 def compare_with_references(this: dict[str, Any], this_predictions: dict[str, Any] | None,
@@ -136,26 +131,19 @@ def run_link(run_id: str, report_file: str) -> str:
     return f"../{run_id}/{report_file}"
 
 
-def _metric(name: str, value: Any) -> str:
+def metric_text(name: str, value: Any, change: bool = False) -> str:
+    """A metric's value as the tables show it (``99.44%``, ``103.2``); with ``change``, a signed
+    difference (``+0.06 points``). Empty for a metric a run does not record."""
     if value is None:
         return ""
+    sign = "+" if change else ""
     if name in ("test_accuracy", "best_val_accuracy"):
-        return f"{100 * value:.2f}%"
+        return f"{100 * value:{sign}.2f}" + (" points" if change else "%")
     if name == "train_seconds":
-        return f"{value:.1f}"
+        return f"{value:{sign}.1f}"
     if isinstance(value, float):
-        return f"{value:.4f}"
-    return f"{value:,}"
-
-
-def _delta(name: str, delta: Any) -> str:
-    if name in ("test_accuracy", "best_val_accuracy"):
-        return f"{100 * delta:+.2f} points"
-    if name == "train_seconds":
-        return f"{delta:+.1f}"
-    if isinstance(delta, float):
-        return f"{delta:+.4f}"
-    return f"{delta:+,}"
+        return f"{value:{sign}.4f}"
+    return f"{value:{sign},}"
 
 
 def parameter_text(x: Any) -> str:
@@ -199,8 +187,8 @@ def comparison_tables(result: dict[str, Any]) -> tuple[list[dict[str, Any]], dic
                               for p in result["parameters"]], columns=["parameter", "that run", "this run"])
         tables.append(table_block(frame, "Parameters that differ", text=True))
     shown = [m for m in result["metrics"] if not (m["name"] == "n_test" and m["delta"] == 0)]  # one test set: once
-    frame = pd.DataFrame([[METRIC_LABELS.get(m["name"], m["name"].replace("_", " ")), _metric(m["name"], m["a"]),
-                           _metric(m["name"], m["b"]), _delta(m["name"], m["delta"])] for m in shown],
+    frame = pd.DataFrame([[METRIC_LABELS.get(m["name"], m["name"].replace("_", " ")), metric_text(m["name"], m["a"]),
+                           metric_text(m["name"], m["b"]), metric_text(m["name"], m["delta"], change=True)] for m in shown],
                          columns=["metric", "that run", "this run", "change"])
     tables.append(table_block(frame, "Metrics"))
     per_digit = None

@@ -15,18 +15,14 @@ def evaluation_dir(run: dict[str, Any]) -> tuple[Path, str]:
 
     The nearest output the run's report was made from that holds test predictions, as the manifests
     recorded it; when none is there, the evaluation today's task tree names for the run's parameters."""
-    from pipeline import store
     from pipeline.inspect.compare import PREDICTIONS_FILE
-    from pipeline.inspect.lineage import lineage
+    from pipeline.inspect.lineage import lineage, nearest_holding
     from tasks.evaluate import EvaluateCNN
 
     data_dir, _ = storage_dirs()
-    for item in lineage(run["report_path"], data_dir):
-        try:
-            if PREDICTIONS_FILE in store.read_manifest(item.directory)["files"]:
-                return item.directory, item.recorded_sha256
-        except store.IntegrityError:
-            continue
+    item = nearest_holding(lineage(run["report_path"], data_dir), PREDICTIONS_FILE)
+    if item is not None:
+        return item.directory, item.recorded_sha256
     return build(EvaluateCNN, run.get("parameters", {})).output_dir(), ""
 
 
