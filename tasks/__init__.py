@@ -7,6 +7,7 @@ of a few lines) over the package of the same name in ``pipeline/``:
 from tasks.acquire import FetchMNIST
 from tasks.data import CleanData, PrepareData
 from tasks.evaluate import EvaluateCNN
+from tasks.luigi_config import check_configuration
 from tasks.explore import ExploreData
 from tasks import notify  # noqa: F401  (registers the failure webhook)
 from tasks.report import RenderReport, RunIndex
@@ -16,3 +17,5 @@ from tasks.train import TrainCNN
 
 __all__ = ["FetchMNIST", "CleanData", "PrepareData", "ExploreData", "TrainCNN",
            "EvaluateCNN", "RenderReport", "RunIndex", "RunPipeline", "MirrorHealth", "Nightly"]
+
+check_configuration()  # Luigi's recommended exit codes wherever luigi runs; a warning when luigi.cfg was not read

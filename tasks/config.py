@@ -1,7 +1,10 @@
 """Settings shared by every task, and the one place where paths and names are defined."""
 from __future__ import annotations
 
+import re
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import luigi
 
@@ -41,3 +44,30 @@ def slug(prefix: str, digest: str) -> str:
 def run_id(name: str, digest: str) -> str:
     """A run id: ``<run name>-<first 8 hex digits of the parameter digest>``."""
     return f"{name}-{digest[:RUN_ID_HASH_CHARS]}"
+
+
+def where_set(task: luigi.Task, message: str) -> str:
+    """How to change the parameters of ``task`` that ``message`` names: their flags and luigi.cfg keys
+    ("" when it names none). The section is the task's own, or that of the task the command runs, whose
+    values are passed down (``[RunPipeline]``, ``[Nightly]``)."""
+    # a whole word: "seed" is not named by the preset "seed-keras"
+    names = [n for n in task.get_param_names() if re.search(rf"(?<![\w-]){n}(?![\w-])", message)]
+    if not names:
+        return ""
+    flags = ", ".join(f"--{n.replace('_', '-')}" for n in names)
+    keys = ", ".join(names)
+    return (f"Fix: {flags} on the command line, or {keys} under [{task.task_family}] (or the section of the task "
+            "you run, e.g. [RunPipeline] or [Nightly]) in luigi.cfg")
+
+
+@contextmanager
+def checking_settings(task: luigi.Task) -> Iterator[None]:
+    """Checks of ``task``'s parameters run inside: a ValueError they raise is raised again with
+    :func:`where_set` added, so the message names the flag to change."""
+    try:
+        yield
+    except ValueError as exc:
+        hint = where_set(task, str(exc))
+        if not hint:
+            raise
+        raise ValueError(f"{exc}. {hint}") from None

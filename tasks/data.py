@@ -8,6 +8,7 @@ from pipeline.data.normalize import DEFAULT_METHOD, METHODS
 from pipeline.data.policy import DEFAULT_POLICY, POLICIES
 from tasks.acquire import FetchMNIST
 from tasks.base import PipelineTask
+from tasks.config import checking_settings
 
 
 class CleanData(PipelineTask):
@@ -70,9 +71,10 @@ class PrepareData(PipelineTask):
         # Fail when the task is built, before any upstream work runs.
         from pipeline.data.split import check_val_fraction
 
-        check_val_fraction(self.val_fraction)
-        if self.train_limit < 0:
-            raise ValueError(f"train_limit must be >= 0 (0 means all images), got {self.train_limit}")
+        with checking_settings(self):
+            check_val_fraction(self.val_fraction)
+            if self.train_limit < 0:
+                raise ValueError(f"train_limit must be >= 0 (0 means all images), got {self.train_limit}")
 
     def slug_prefix(self) -> str:
         return f"prep-{self.normalization}-s{self.seed}-"

@@ -7,6 +7,7 @@ from pathlib import Path
 from luigi.util import inherits
 
 from tasks.base import PipelineTask
+from tasks.config import checking_settings
 from tasks.data import PrepareData
 from tasks.train import NeutralDefaults, NeutralIntParameter, TrainCNN, model_name
 
@@ -45,11 +46,12 @@ class EvaluateCNN(NeutralDefaults, PipelineTask):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.ensemble < 1:
-            raise ValueError(f"ensemble must be >= 1 (1 is the single model), got {self.ensemble}")
         from pipeline.evaluate.tta import views
 
-        views(self.tta)  # fails here, when the task is built, on a level out of range
+        with checking_settings(self):
+            if self.ensemble < 1:
+                raise ValueError(f"ensemble must be >= 1 (1 is the single model), got {self.ensemble}")
+            views(self.tta)  # fails here, when the task is built, on a level out of range
 
     def slug_prefix(self) -> str:
         return model_name(self, ensemble=self.ensemble) + "-"  # named like the model it scores

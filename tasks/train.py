@@ -16,7 +16,7 @@ from luigi.util import requires
 
 from pipeline.nn.optim import OPTIMIZERS, SCHEDULES
 from tasks.base import PipelineTask
-from tasks.config import data_path, run_name
+from tasks.config import checking_settings, data_path, run_name
 from tasks.data import PrepareData
 
 log = logging.getLogger("luigi-interface")
@@ -131,10 +131,11 @@ class TrainCNN(NeutralDefaults, PipelineTask):
         # Fail when the task is built, before hours of upstream work.
         from pipeline.nn import preset_spec
 
-        preset_spec(self.preset)
-        if self.member < 0:
-            raise ValueError(f"member must be >= 0 (0 is the single model), got {self.member}")
-        self.train_config().validate()
+        with checking_settings(self):
+            preset_spec(self.preset)
+            if self.member < 0:
+                raise ValueError(f"member must be >= 0 (0 is the single model), got {self.member}")
+            self.train_config().validate()
 
     def slug_prefix(self) -> str:
         return model_name(self, member=self.member) + "-"

@@ -1,6 +1,7 @@
 """Unattended operation through the real `luigi` command (issue 11, points 1, 4, 5 and 6).
 
-- exit codes ([retcode] in luigi.cfg): a failed task, a bad parameter, a full disk;
+- exit codes (Luigi's recommended [retcode] values, set by the tasks package): a failed task, a bad
+  parameter, a full disk, a run from a directory without the project's luigi.cfg;
 - failure notification: Luigi's own mail ([email]/[smtp]) to a real SMTP server on 127.0.0.1,
   and the JSON webhook ([notify]) to a real HTTP server on 127.0.0.1;
 - overlapping runs: different parameters share one data directory; an identical second run exits
@@ -8,7 +9,7 @@
 - production settings: a real `luigid` keeping task history in SQLite, and retries of a transient failure.
 
 Test-only settings go in temporary config files passed with LUIGI_CONFIG_PATH, which Luigi reads
-after the repository's luigi.cfg (the [retcode] values there still apply).
+after the repository's luigi.cfg.
 """
 from __future__ import annotations
 
@@ -75,9 +76,9 @@ class Run:
     seconds: float
 
 
-def run_luigi(cmd: list[str], config: Path | None = None, timeout: float = 600) -> Run:
+def run_luigi(cmd: list[str], config: Path | None = None, timeout: float = 600, cwd: Path = REPO) -> Run:
     started = time.monotonic()
-    done = subprocess.run(cmd, cwd=REPO, env=environment(config), stdout=subprocess.PIPE,
+    done = subprocess.run(cmd, cwd=cwd, env=environment(config), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
     run = Run(done.returncode, done.stdout, time.monotonic() - started)
     print(f"[{run.seconds:5.1f} s, exit {run.code}] {' '.join(cmd[1:4])} ...")
@@ -136,8 +137,27 @@ def test_bad_parameter_exits_scheduling_error_naming_the_setting(tmp_path, flag,
     assert run.code == 35, run.out[-3000:]  # [retcode] scheduling_error: refused before anything ran
     for text in says:
         assert text in run.out
+    assert f"Fix: {flag} on the command line" in run.out  # the message names the flag to change
     assert "failed scheduling" in run.out
     assert not (tmp_path / "data").exists() or not any((tmp_path / "data").rglob("*.pkl"))
+
+
+def test_a_run_outside_the_project_directory_fails_visibly_and_says_why(tmp_path):
+    """Cron without `cd`: Luigi finds no luigi.cfg, so neither the project's settings nor a [retcode]
+    section; the exit codes still apply (the tasks package sets them) and the log names the fix."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cmd = [*luigi_exe(), "--module", "tasks", "RunPipeline", "--local-scheduler",
+           "--storage-data-dir", str(tmp_path / "data"), "--storage-report-dir", str(tmp_path / "reports")]
+    run = run_luigi(cmd, cwd=elsewhere)
+    assert run.code == 35, run.out[-3000:]  # scheduling_error: FetchMNIST has no mirrors
+    assert "the project's luigi.cfg was not read" in run.out and f"from {elsewhere}" in run.out
+    assert "LUIGI_CONFIG_PATH=/path/to/the/project/luigi.cfg" in run.out
+
+    # a [retcode] value in a config file still wins over the package's
+    config = tmp_path / "codes.cfg"
+    config.write_text("[retcode]\nscheduling_error = 3\n")
+    assert run_luigi(cmd, config=config, cwd=elsewhere).code == 3
 
 
 @pytest.fixture
@@ -206,7 +226,7 @@ def test_failure_mail_through_luigis_email_and_smtp_settings(tmp_path):
         run = run_luigi(command(tmp_path, "RunPipeline", *SMALL, mirrors=["/nonexistent"]), config)
     finally:
         server.stop()
-    assert run.code == 30, run.out[-3000:]  # the repository's [retcode] still applies
+    assert run.code == 30, run.out[-3000:]  # the recommended exit codes still apply
     assert len(inbox.messages) == 1, run.out[-3000:]
     mail = inbox.messages[0]
     assert mail["To"] == "ops@example.com" and mail["From"] == "mnist-nightly@example.com"

@@ -152,6 +152,9 @@ def test_recipe_options_are_checked_and_named_in_the_fingerprint_only_when_on():
                        ({"warmup_epochs": 0.5}, "onecycle schedule only")):
         with pytest.raises(ValueError, match=words):
             TrainConfig(epochs=3, **bad).validate()
+    with pytest.raises(ValueError) as refused:  # no epochs: said once, not again as a warm-up problem
+        TrainConfig(epochs=0).validate()
+    assert str(refused.value) == "bad training configuration: epochs must be >= 1 (got 0)"
 
 
 # --- the training loop with every option on, against the loop written out --------------------

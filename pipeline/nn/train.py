@@ -107,7 +107,7 @@ class TrainConfig:
             problems.append(f"ema_decay must be in [0, 1), 0 = off (got {self.ema_decay})")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1), 0 = off (got {self.label_smoothing})")
-        if not 0 <= self.warmup_epochs < self.epochs:
+        if not 0 <= self.warmup_epochs < max(self.epochs, 1):  # epochs < 1 is reported once, above
             problems.append(f"warmup_epochs must be >= 0 and less than epochs (got {self.warmup_epochs})")
         elif self.warmup_epochs and self.schedule != "onecycle":
             problems.append(f"warmup_epochs applies to the onecycle schedule only (schedule is {self.schedule!r})")
