@@ -232,6 +232,15 @@ def test_equal_index_columns_show_once_and_different_ones_both():
     assert html.count("<th>") == 3 and "<th>index = source_index</th>" in html
 
 
+def test_a_crosstab_shows_with_one_header_row():
+    flags = pd.DataFrame({"split": ["train", "train", "test"], "reason": ["blank", "duplicate", "blank"],
+                          "label": [1, 1, 7]})
+    table = pd.crosstab([flags["split"], flags["reason"]], flags["label"])  # as pipeline.data.audit.flag_summary
+    html = table_html(table)
+    assert html.count("<tr") == 1 + len(table)  # one header row, then the rows
+    assert re.findall(r"<th>(.*?)</th>", html) == ["split", "reason", "1", "7"]
+
+
 # --------------------------------------------------------------------- the index: charts and rows
 
 def test_axis_steps_are_round_and_labels_stay_few():

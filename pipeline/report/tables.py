@@ -43,8 +43,10 @@ def table_html(frame: "pd.DataFrame", text: bool = False) -> str:
         frame = frame.to_frame()
     named = all(name is not None for name in frame.index.names)
     show_index = named or not isinstance(frame.index, pd.RangeIndex)
-    if named and frame.columns.name is None and not set(frame.index.names) & set(frame.columns):
-        frame, show_index = frame.reset_index(), False
+    if named and not set(frame.index.names) & set(frame.columns):
+        # a crosstab names its column axis too ("label" over the digits): pandas would give that name a
+        # header row of its own; the table's title says what the columns are
+        frame, show_index = frame.rename_axis(columns=None).reset_index(), False
     if not show_index:
         frame = merge_equal_index_columns(frame)
     html = frame.to_html(classes="data text" if text else "data", float_format=lambda v: f"{v:.4g}", border=0,
