@@ -353,3 +353,35 @@ def test_the_nights_copy_of_a_report_links_to_the_same_runs(tmp_path):
     assert urljoin(original, re.search(r'href="([^"#]+)"', page).group(1)) == target
     assert urljoin(copy, re.search(r'href="([^"#]+)"', moved).group(1)) == target
     assert 'href="#summary"' in moved  # in-page links untouched
+
+
+def test_the_readme_cron_line_writes_one_info_log_per_night(nights, tmp_path):
+    """The README's cron line, run as cron runs it (`/bin/sh -c`, `\\%` unescaped), with its paths pointed
+    at a project directory and a nightly.cfg here: tonight's log file gets the whole run at INFO level,
+    and a second run the same night appends to the same file."""
+    readme = (REPO / "README.md").read_text()
+    line = re.search(r"^30 2 \* \* \*  (cd /srv/mnist-pipeline .+)$", readme, re.M).group(1)
+    project = tmp_path / "project"
+    project.mkdir()
+    for part in ("pipeline", "tasks", "luigi.cfg", "data"):
+        (project / part).symlink_to(nights.code / part)
+    (project / "logs").mkdir()
+    config = tmp_path / "nightly.cfg"
+    config.write_text(f"[storage]\ndata_dir = {nights.root / 'data'}\nreport_dir = {nights.root / 'reports'}\n"
+                      f'[FetchMNIST]\nmirrors = ["{BUNDLED}"]\n'
+                      "[Nightly]\n" + "".join(f"{k} = {v}\n" for k, v in OF_PARAMS.items()))
+    command = (line.replace("\\%", "%")  # cron's escape of %
+               .replace("/srv/mnist-pipeline", str(project))
+               .replace("/etc/mnist-pipeline/nightly.cfg", str(config))
+               .replace(".venv/bin/luigi", " ".join(luigi_exe())))
+    env = {**os.environ, "PYTHONPATH": str(project)}
+    env.pop("LUIGI_CONFIG_PATH", None)
+    for _ in range(2):
+        done = subprocess.run(["/bin/sh", "-c", command], env=env, timeout=600)
+        assert done.returncode == 0
+    today = dt.date.today().isoformat()
+    assert [p.name for p in (project / "logs").iterdir()] == [f"nightly-{today}.log"]
+    log = (project / "logs" / f"nightly-{today}.log").read_text()
+    assert f"Night {today} passed" in log and "INFO: " in log and "DEBUG: " not in log
+    assert log.count("===== Luigi Execution Summary =====") == 4  # two runs, each summary opened and closed
+    assert (nights.dir(today) / "nightly.json").exists()
