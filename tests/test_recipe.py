@@ -251,3 +251,24 @@ def test_recipes_benchmark_runs_candidates_and_prints_the_table(tmp_path):
     assert rows["default"][6] == "" and rows["tta"][6].endswith("%")  # the TTA validation column
     assert rows["small"][2] == "simple" and rows["small"][-1] != rows["default"][-1]
     assert "-> tta: best epoch 1/1" in done.stdout and "with TTA, 5 views" in done.stdout
+
+
+def test_ensemble_tta_benchmark_scores_the_saved_model_as_the_evaluation_did(small_run):
+    import json
+    import re
+    import subprocess
+    import sys
+
+    root, task = small_run
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "benchmarks/ensemble_tta.py", str(root / "data"), "models", "0,1"],
+                          cwd=repo, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    metrics = json.loads((root / "reports" / "latest" / "metrics.json").read_text())
+    plain = re.search(r"^tta 0 .*: validation ([\d.]+)%, test ([\d.]+)%$", done.stdout, re.M)
+    assert float(plain.group(2)) == pytest.approx(100 * metrics["test_accuracy"], abs=0.005)
+    assert re.search(r"^tta 1 .*: validation [\d.]+%, test [\d.]+%$", done.stdout, re.M)
+
+    missing = subprocess.run([sys.executable, "benchmarks/ensemble_tta.py", str(root / "data"), "nothing-here", "0"],
+                             cwd=repo, capture_output=True, text=True, timeout=600)
+    assert missing.returncode == 2 and "no model.pkl under" in missing.stderr
