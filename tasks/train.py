@@ -126,6 +126,9 @@ class TrainCNN(NeutralDefaults, PipelineTask):
     label_smoothing = NeutralFloatParameter(default=0.1, neutral=0.0,
                                             description="train against targets (1 - s)·one-hot + s/10; 0 = off")
 
+    max_scale = NeutralFloatParameter(default=0.0, description="with augmentation, also scale each training image "
+                                      "by a random factor in 1 ± max_scale (e.g. 0.1); 0 = off")
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         # Fail when the task is built, before hours of upstream work.
@@ -151,7 +154,7 @@ class TrainCNN(NeutralDefaults, PipelineTask):
                            optimizer=self.optimizer, weight_decay=self.weight_decay, schedule=self.schedule,
                            augment=self.augment, patience=self.patience, seed=self.seed + self.member,
                            warmup_epochs=self.warmup_epochs, ema_decay=self.ema_decay,
-                           label_smoothing=self.label_smoothing)
+                           label_smoothing=self.label_smoothing, max_scale=self.max_scale)
 
     def run(self):
         from pipeline.train.stage import train_stage

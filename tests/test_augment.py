@@ -64,7 +64,8 @@ def test_augment_batch_is_seeded_and_leaves_input_alone():
 
 
 def test_random_transforms_stay_in_range():
-    angles, shifts = random_transforms(5000, np.random.default_rng(0), max_shift=2, max_degrees=10)
+    angles, shifts, scales = random_transforms(5000, np.random.default_rng(0), max_shift=2, max_degrees=10)
+    assert scales is None  # no scaling asked for: none drawn
     assert np.abs(np.rad2deg(angles)).max() <= 10.0
     assert np.rad2deg(angles).min() < -9.5 and np.rad2deg(angles).max() > 9.5
     assert set(np.unique(shifts)) == {-2, -1, 0, 1, 2}
@@ -85,3 +86,29 @@ def test_bad_shapes_and_ranges_are_refused():
         augment_batch(np.zeros((4, 28, 28), dtype=np.float32), np.random.default_rng(0))
     with pytest.raises(ValueError, match="max_shift"):
         random_transforms(3, np.random.default_rng(0), max_shift=-1)
+    with pytest.raises(ValueError, match="max_scale"):
+        random_transforms(3, np.random.default_rng(0), max_scale=1.0)
+
+
+def test_scaled_warp_matches_the_reference_and_enlarges_about_the_centre():
+    x = _images(n=4, c=2, h=12, w=10)
+    rng = np.random.default_rng(2)
+    angles, shifts, scales = rng.uniform(-0.5, 0.5, 4), rng.uniform(-2, 2, (4, 2)), rng.uniform(0.8, 1.2, 4)
+    np.testing.assert_allclose(warp(x, angles, shifts, None, scales), warp_reference(x, angles, shifts, None, scales),
+                               rtol=1e-5, atol=1e-6)
+    square = np.zeros((1, 1, 28, 28), dtype=np.float32)
+    square[0, 0, 11:17, 11:17] = 1.0  # 6x6 about the centre (13.5, 13.5)
+    bigger = warp(square, np.zeros(1), np.zeros((1, 2)), scales=np.array([1.5]))
+    assert bigger.sum() == pytest.approx(square.sum() * 1.5 ** 2, rel=0.05)  # area grows with the square of the scale
+    np.testing.assert_allclose(bigger[0, 0], bigger[0, 0, ::-1, ::-1], atol=1e-6)  # still centred
+    np.testing.assert_array_equal(warp(x, angles, shifts, None, np.ones(4)), warp(x, angles, shifts))
+
+
+def test_scaling_draws_after_the_rest_so_runs_without_it_are_unchanged():
+    x = _images(n=16)
+    plain = augment_batch(x, np.random.default_rng(5))
+    angles, shifts, _ = random_transforms(16, np.random.default_rng(5), max_scale=0.1)
+    np.testing.assert_array_equal(plain, warp(x, angles, shifts))  # the same angles and shifts as before
+    scaled = augment_batch(x, np.random.default_rng(5), max_scale=0.1)
+    _, _, scales = random_transforms(16, np.random.default_rng(5), max_scale=0.1)
+    assert 0.9 <= scales.min() and scales.max() <= 1.1 and not np.array_equal(scaled, plain)

@@ -66,7 +66,7 @@ def _one_of(names: tuple[str, ...], quote: bool = False) -> str:
 class TrainConfig:
     """Everything that decides the trained parameters (and a few things that do not).
 
-    ``augment``, ``max_shift`` and ``max_degrees`` describe the augmentation the
+    ``augment``, ``max_shift``, ``max_degrees`` and ``max_scale`` describe the augmentation the
     caller passes to :func:`train` (they enter the run's fingerprint and its record).
     """
 
@@ -88,6 +88,7 @@ class TrainConfig:
     ema_decay: float = 0.0  # validate and keep an exponential moving average of the weights; 0 = off
     label_smoothing: float = 0.0  # train against (1 - s) * one_hot + s / K; 0 = off
     warmup_epochs: float = 0.0  # linear warm-up of the "onecycle" schedule, in epochs (may be fractional)
+    max_scale: float = 0.0  # when augmenting, also scale each image by a factor in 1 ± max_scale; 0 = off
 
     def validate(self) -> None:
         problems = []
@@ -105,6 +106,8 @@ class TrainConfig:
             problems.append("patience and weight_decay must be >= 0")
         if not 0 <= self.ema_decay < 1:
             problems.append(f"ema_decay must be in [0, 1), 0 = off (got {self.ema_decay})")
+        if not 0 <= self.max_scale < 0.5:
+            problems.append(f"max_scale must be in [0, 0.5), 0 = off (got {self.max_scale})")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1), 0 = off (got {self.label_smoothing})")
         if not 0 <= self.warmup_epochs < max(self.epochs, 1):  # epochs < 1 is reported once, above
@@ -125,7 +128,7 @@ class TrainConfig:
         return fields
 
 
-RECIPE_OPTIONS = ("ema_decay", "label_smoothing", "warmup_epochs")  # TrainConfig fields that are off by default
+RECIPE_OPTIONS = ("ema_decay", "label_smoothing", "warmup_epochs", "max_scale")  # TrainConfig fields that are off by default
 
 
 @dataclasses.dataclass

@@ -31,7 +31,7 @@ def make_augment(config: TrainConfig) -> Augment | None:
     from pipeline.data.augment import augment_batch
 
     def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return augment_batch(x, rng, config.max_shift, config.max_degrees)
+        return augment_batch(x, rng, config.max_shift, config.max_degrees, max_scale=config.max_scale)
 
     return augment
 
@@ -62,7 +62,8 @@ def training_summary(preset: str, spec: list[dict], config: TrainConfig, result:
         "seed": config.seed,
         "batch_size": config.batch_size,
         "optimizer": optimizer,
-        "augment": ({"max_shift_px": config.max_shift, "max_rotation_deg": config.max_degrees}
+        "augment": ({"max_shift_px": config.max_shift, "max_rotation_deg": config.max_degrees,
+                     **({"max_scale": config.max_scale} if config.max_scale else {})}  # as before when off
                     if config.augment else False),
         "patience": config.patience,
         "ema_decay": config.ema_decay,
