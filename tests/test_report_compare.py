@@ -157,6 +157,17 @@ def test_narrative_names_an_ensemble_and_counts_in_the_right_number():
     assert narrative.plural(1, "run") == "1 run" and narrative.plural(2, "run") == "2 runs"
 
 
+def test_narrative_names_the_recipe_levers_that_were_on():
+    this = _record("r1", "2026-01-01T00:00:00", 0.99, label_smoothing=0.1, ema_decay=0.999, max_scale=0.1, tta=1)
+    text = narrative.what_ran(this, {}) + " " + narrative.result(this)
+    assert ("with augmentation (scaled by up to ±10%), label smoothing 0.1 and a moving average of the weights "
+            "(decay 0.999).") in text
+    assert "It scored 99.00% on the 100 test images, averaging 5 shifted views of each image (95% interval" in text
+    off = _record("r2", "2026-01-01T00:00:00", 0.99, label_smoothing=0.0, augment=False, schedule="onecycle")
+    assert narrative.what_ran(off, {}).endswith("without augmentation, with the one-cycle schedule.")
+    assert "views" not in narrative.result(off)
+
+
 def test_narrative_names_previous_and_best_with_links_and_the_definitions(two_runs):
     root, a, this, this_pred = two_runs
     worse = _write_run(root, "run-0", "2025-12-31T00:00:00+00:00", np.zeros(400, dtype=np.int64),

@@ -28,16 +28,32 @@ def _text(text: str) -> dict[str, str]:
     return {"text": text}
 
 
+def _and(items: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return ", ".join(items[:-1]) + " and " + items[-1] if len(items) > 1 else items[0]
+
+
 def what_ran(metrics: dict[str, Any], training: dict[str, Any]) -> str:
-    """One sentence: preset, epochs, seed, training images, augmentation, number of models."""
+    """One sentence: preset, epochs, seed, training images, augmentation and the recipe levers that were on
+    (label smoothing, weight averaging, one-cycle), number of models."""
     params = metrics.get("parameters", {})
     n_train, n_val = training.get("n_train"), training.get("n_val")
     limit = metrics.get("train_limit") or 0
     source = f"the first {limit:,} training images" if limit else "all training images"
     split = (f" ({n_train:,} to train on, {n_val:,} for validation)"
              if isinstance(n_train, int) and isinstance(n_val, int) else "")
+    recipe = [text.format(float(params[key])) for key, text in (
+        ("label_smoothing", "label smoothing {:g}"), ("ema_decay", "a moving average of the weights (decay {:g})"))
+        if params.get(key)]
+    if params.get("schedule") == "onecycle":
+        recipe.append("the one-cycle schedule")
     augment = params.get("augment")
-    augmented = {True: ", with augmentation", False: ", without augmentation"}.get(augment, "")
+    if augment:
+        scaled = f" (scaled by up to ±{100 * float(params['max_scale']):g}%)" if params.get("max_scale") else ""
+        recipe.insert(0, "augmentation" + scaled)
+    used = f", with {_and(recipe)}" if recipe else ""
+    if augment is False:
+        used = ", without augmentation" + used
     models = metrics.get("ensemble") or 1
     if models > 1:
         seeds = [m.get("seed") for m in metrics.get("members", [])]
@@ -46,7 +62,7 @@ def what_ran(metrics: dict[str, Any], training: dict[str, Any]) -> str:
         who = f"one model (seed {metrics['seed']})"
     epochs = plural(int(metrics["epochs"]), "epoch")
     return (f"This run trained {who} with the {metrics['preset']} preset for {epochs} on {source}{split}"
-            f"{augmented}.")
+            f"{used}.")
 
 
 def result(metrics: dict[str, Any]) -> str:
@@ -56,7 +72,9 @@ def result(metrics: dict[str, Any]) -> str:
     ci = metrics.get("test_accuracy_ci95")
     interval = f" (95% interval {_pct(ci[0])}–{_pct(ci[1])})" if ci else ""
     mistakes = f", {plural(errors, 'mistake')}" if errors is not None else ""
-    return f"It scored {_pct(metrics['test_accuracy'])}{where}{interval}{mistakes}."
+    tta = int(metrics.get("parameters", {}).get("tta") or 0)
+    views = f", averaging {1 + 4 * tta} shifted views of each image" if tta else ""  # see pipeline.evaluate.tta
+    return f"It scored {_pct(metrics['test_accuracy'])}{where}{views}{interval}{mistakes}."
 
 
 def parameter_phrase(changes: list[dict[str, Any]]) -> str:
