@@ -9,6 +9,8 @@ from pathlib import Path
 
 import luigi
 
+import tasks  # noqa: F401  (like every task of the project, these exit with its codes: tasks.luigi_config)
+
 
 class TransientError(RuntimeError):
     """A failure that goes away when the task is tried again (a network blip, a busy disk)."""
