@@ -117,6 +117,22 @@ def test_maxpool_matches_reference(case):
                                K.maxpool_backward_ref(dout, x, size, stride), rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("group_items", [1, 100, 1 << 16], ids=["channel-by-channel", "two-channels", "one-group"])
+@pytest.mark.parametrize("size,stride", [(2, 2), (3, 2)])
+def test_maxpool_backward_in_channel_groups_matches_reference(size, stride, group_items, monkeypatch):
+    # the backward routes a few channels at a time (GROUP_ITEMS pooled elements); every
+    # grouping gives the reference's gradient, ties after ReLU included
+    pooling = importlib.import_module("pipeline.nn.kernels.pooling")
+    monkeypatch.setattr(pooling, "GROUP_ITEMS", group_items)
+    rng = np.random.default_rng(12)
+    x = np.maximum(rng.integers(-2, 3, (3, 5, 9, 8)).astype(np.float32), 0)
+    out, cache = K.maxpool_forward(x, size, stride)
+    np.testing.assert_array_equal(out, K.maxpool_forward_ref(x, size, stride))
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    np.testing.assert_allclose(K.maxpool_backward(dout, cache), K.maxpool_backward_ref(dout, x, size, stride),
+                               rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("size,stride", [(2, 2), (3, 2)])
 def test_maxpool_ties_route_gradient_to_first_maximum_only(size, stride):
     # after ReLU many windows are all zero: gradient must not be duplicated

@@ -80,6 +80,14 @@ class Adam:
         self.m: dict[str, np.ndarray] = {}
         self.v: dict[str, np.ndarray] = {}
         self.t = 0
+        self._scratch: np.ndarray | None = None  # (2, size) reused by every update
+
+    # Parameters longer than 16 chunks (1M weights) are updated a chunk at a time, so the
+    # parameter, its gradient, m, v and the two scratch chunks (6 x 256 KB in float32) stay in
+    # cache between the update's 13 elementwise operations; shorter ones in one go (the
+    # per-chunk calls cost more than they save). Measured (1 thread): seed-keras's 1.6M-weight
+    # dense layer 3.4 ms in chunks, 3.7 whole, 4.4 with fresh temporaries.
+    CHUNK = 1 << 16
 
     def step(self, params: dict[str, np.ndarray], grads: dict[str, np.ndarray]) -> None:
         self.t += 1
@@ -98,17 +106,45 @@ class Adam:
                 m = self.m[name] = np.zeros_like(p)
                 self.v[name] = np.zeros_like(p)
             v = self.v[name]
-            m *= dt(self.beta1)
-            m += dt(1.0 - self.beta1) * g
-            v *= dt(self.beta2)
-            v += dt(1.0 - self.beta2) * (g * g)
-            # torch: denom = sqrt(v) / sqrt(bc2) + eps; p -= lr / bc1 * m / denom
-            denom = np.sqrt(v)
-            denom /= dt(math.sqrt(bc2))
-            denom += dt(self.eps)
-            upd = m / denom
-            upd *= dt(self.lr / bc1)
-            p -= upd
+            consts = (dt(self.beta1), dt(1.0 - self.beta1), dt(self.beta2), dt(1.0 - self.beta2),
+                      dt(math.sqrt(bc2)), dt(self.eps), dt(self.lr / bc1))
+            self._update(p, g, m, v, consts)
+
+    def _update(self, p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, consts: tuple) -> None:
+        """One parameter's update in place, into reused scratch instead of temporaries: the same
+        float32 operations in the same order as :func:`adam_update_ref`, so the same bits."""
+        b1, c1, b2, c2, sb2, eps, lrb = consts
+        n = p.size
+        if n == 0:
+            return
+        step = n
+        if n > 16 * self.CHUNK and all(x.flags.c_contiguous for x in (p, g, m, v)):
+            p, g, m, v = (x.reshape(-1) for x in (p, g, m, v))  # views
+            step = self.CHUNK
+        scratch = self._scratch
+        if scratch is None or scratch.dtype != p.dtype or scratch.shape[1] < step:
+            scratch = self._scratch = np.empty((2, step), p.dtype)
+        for s in range(0, n, step):
+            if step == n:
+                ps, gs, ms, vs = p, g, m, v
+                a, d = scratch[0, :n].reshape(p.shape), scratch[1, :n].reshape(p.shape)
+            else:
+                e = s + step
+                ps, gs, ms, vs = p[s:e], g[s:e], m[s:e], v[s:e]
+                a, d = scratch[0, :len(ps)], scratch[1, :len(ps)]
+            np.multiply(ms, b1, out=ms)        # m = b1 * m + (1 - b1) * g
+            np.multiply(gs, c1, out=a)
+            np.add(ms, a, out=ms)
+            np.multiply(gs, gs, out=a)         # v = b2 * v + (1 - b2) * g * g
+            np.multiply(a, c2, out=a)
+            np.multiply(vs, b2, out=vs)
+            np.add(vs, a, out=vs)
+            np.sqrt(vs, out=d)                 # torch: denom = sqrt(v) / sqrt(bc2) + eps
+            np.divide(d, sb2, out=d)
+            np.add(d, eps, out=d)
+            np.divide(ms, d, out=d)            # p -= lr / bc1 * m / denom
+            np.multiply(d, lrb, out=d)
+            np.subtract(ps, d, out=ps)
 
     def state_dict(self) -> dict:
         return {"type": "Adam", "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps,
@@ -121,6 +157,24 @@ class Adam:
         self.lr, self.beta1, self.beta2, self.eps = float(d["lr"]), float(d["beta1"]), float(d["beta2"]), float(d["eps"])
         self.weight_decay, self.decoupled, self.t = float(d["weight_decay"]), bool(d["decoupled"]), int(d["t"])
         self.m, self.v = _copy_arrays(d["m"]), _copy_arrays(d["v"])
+
+
+def adam_update_ref(p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, t: int, lr: float = 1e-3,
+                    beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+    """Slow, obvious reference of one :class:`Adam` update (no weight decay) of p, m, v in place:
+    whole arrays with temporaries, in the dtype of p, torch.optim.Adam's arithmetic at step ``t`` (1-based)."""
+    dt = p.dtype.type
+    bc1, bc2 = 1.0 - beta1 ** t, 1.0 - beta2 ** t
+    m *= dt(beta1)
+    m += dt(1.0 - beta1) * g
+    v *= dt(beta2)
+    v += dt(1.0 - beta2) * (g * g)
+    denom = np.sqrt(v)
+    denom /= dt(math.sqrt(bc2))
+    denom += dt(eps)
+    upd = m / denom
+    upd *= dt(lr / bc1)
+    p -= upd
 
 
 def make_optimizer(name: str, lr: float, momentum: float = 0.9, weight_decay: float = 0.0):

@@ -14,6 +14,11 @@ import numpy as np
 from pipeline.nn.kernels.layout import conv_output_size, from_chwn, to_chwn
 
 WINDOW_2X2 = ((0, 0), (0, 1), (1, 0), (1, 1))  # positions in a 2x2 window, row-major (torch's tie order)
+# Pooled elements per group of channels in maxpool_backward (256 KB of float32): the routing's
+# masks and remainders stay in cache between its passes. Measured on seed-keras's 28x28x32
+# pool, 1 thread: 4.5 ms against 5.8 for one call over all channels. (Grouping the forward
+# pass, which streams its input once anyway, measured slower.)
+GROUP_ITEMS = 1 << 16
 
 
 def route_to_first_max(windows: list[np.ndarray], m: np.ndarray, grad: np.ndarray,
@@ -97,8 +102,13 @@ def maxpool_backward(dout: np.ndarray, cache: dict[str, Any]) -> np.ndarray:
     covers = stride == size and xc.shape[1] == OH * stride and xc.shape[2] == OW * stride
     dx = np.empty_like(xc) if covers else np.zeros_like(xc)
     slices = list(_pool_slices(size, stride, OH, OW))
-    route_to_first_max([xc[:, sh, sw] for sh, sw in slices], out, dc,
-                       [dx[:, sh, sw] for sh, sw in slices], accumulate=overlapping)
+    # a few channels at a time, so the routing's masks and remainders stay in cache between its
+    # passes (elementwise work: the same bits as one call over all channels)
+    group = max(1, GROUP_ITEMS // max(1, OH * OW * N))
+    for c0 in range(0, C, group):
+        ch = slice(c0, c0 + group)
+        route_to_first_max([xc[ch, sh, sw] for sh, sw in slices], out[ch], dc[ch],
+                           [dx[ch, sh, sw] for sh, sw in slices], accumulate=overlapping)
     return from_chwn(dx)
 
 
