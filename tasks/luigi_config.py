@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+from pathlib import Path
 
 import luigi.configuration
 
@@ -46,13 +48,20 @@ def missing_project_config(config: luigi.configuration.LuigiConfigParser | None 
     found = [p for p in paths if os.path.exists(p)]
     return (f"the project's luigi.cfg was not read (Luigi looked for {', '.join(paths) or 'no files'} from "
             f"{os.getcwd()}; found {', '.join(found) or 'none'}), so its settings ([{PROJECT_SECTION}] mirrors, "
-            "[storage] directories) are missing. Fix: run luigi from the project directory (cd into it first, "
+            "[storage] directories) are missing. Fix: run it from the project directory (cd into it first, "
             "as the README's cron line does), or set LUIGI_CONFIG_PATH=/path/to/the/project/luigi.cfg")
 
 
+def running_luigi(argv0: str | None = None) -> bool:
+    """Whether this process is the ``luigi`` command (its console script or ``python -m luigi``)."""
+    path = Path(argv0 if argv0 is not None else (sys.argv[0] if sys.argv else ""))
+    return path.name == "luigi" or (path.name == "__main__.py" and path.parent.name == "luigi")
+
+
 def check_configuration() -> None:
-    """Apply the exit codes and warn, once, when the project's config file was not found."""
+    """Apply the exit codes; under the ``luigi`` command, warn when the project's config file was not
+    read (the ``mnist-pipeline`` CLI says so with its own errors instead: its ``--help`` needs no config)."""
     apply_exit_codes()
     problem = missing_project_config()
-    if problem:
+    if problem and running_luigi():
         log.warning("%s", problem)

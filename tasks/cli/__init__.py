@@ -121,6 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         return INTEGRITY
     except (UsageError, NotFound, ExportError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
+        from tasks.luigi_config import missing_project_config
+
+        why = missing_project_config()
+        if why:  # the likely cause of a missing setting: run from outside the project
+            print(f"{PROG}: note: {why}", file=sys.stderr)
         return USAGE
     except BrokenPipeError:  # `mnist-pipeline ls | head`
         return OK
