@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.evaluate.tta import views
 from pipeline.inspect.mcnemar import ALPHA
 from pipeline.report.comparison import DEFINITIONS, ROLE_NAMES, moment, parameter_text, run_link, significance
 
@@ -73,8 +74,8 @@ def result(metrics: dict[str, Any]) -> str:
     interval = f" (95% interval {_pct(ci[0])}–{_pct(ci[1])})" if ci else ""
     mistakes = f", {plural(errors, 'mistake')}" if errors is not None else ""
     tta = int(metrics.get("parameters", {}).get("tta") or 0)
-    views = f", averaging {1 + 4 * tta} shifted views of each image" if tta else ""  # see pipeline.evaluate.tta
-    return f"It scored {_pct(metrics['test_accuracy'])}{where}{views}{interval}{mistakes}."
+    averaged = f", averaging {len(views(tta))} shifted views of each image" if tta else ""
+    return f"It scored {_pct(metrics['test_accuracy'])}{where}{averaged}{interval}{mistakes}."
 
 
 def parameter_phrase(changes: list[dict[str, Any]]) -> str:
