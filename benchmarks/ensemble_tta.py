@@ -3,9 +3,9 @@
     python benchmarks/ensemble_tta.py data models 0,1,2
     python benchmarks/ensemble_tta.py /scratch/ens/data 'models/strong-e20-s42*' 0,1
 
-DATA_DIR is a pipeline data directory: its one ``processed/*/data.pkl`` (PrepareData's split) is
-read, and every ``model.pkl`` under DATA_DIR/MODELS (a folder or a glob of model folders) is scored.
-For each TTA level (:func:`pipeline.evaluate.tta.views`) it prints each model's validation and test
+DATA_DIR is a pipeline data directory: its one ``processed/*/data.pkl`` (PrepareData's split, or
+``--data`` when it holds several) is read, and every ``model.pkl`` under DATA_DIR/MODELS (a folder
+or a glob of model folders) is scored. For each TTA level (:func:`pipeline.evaluate.tta.views`) it prints each model's validation and test
 accuracy, then those of the average of their probabilities (what ``EvaluateCNN --ensemble K --tta T``
 scores). Choose by validation; the test figure is reported, never for choosing. Every file is read
 verified (its manifest's sha256) and unpickled by the pipeline's restricted loader.
@@ -27,11 +27,15 @@ def main() -> None:
     parser.add_argument("data_dir", type=Path, help="a pipeline data directory (holds processed/ and models/)")
     parser.add_argument("models", help="model folders under it: a folder of them, or a glob such as 'models/strong*'")
     parser.add_argument("tta", help="TTA levels, comma-separated, e.g. 0,1 (0 = the image alone)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the split the models were trained on, when DATA_DIR holds several")
     args = parser.parse_args()
 
-    (data_path,) = sorted(args.data_dir.glob("processed/*/data.pkl")) or [None]
-    if data_path is None:
-        parser.error(f"no processed/*/data.pkl under {args.data_dir}: run PrepareData there first")
+    splits = sorted(args.data_dir.glob("processed/*/data.pkl")) if args.data is None else [args.data]
+    if len(splits) != 1:
+        parser.error(f"{len(splits)} PrepareData splits (processed/*/data.pkl) under {args.data_dir}: "
+                     + ("run PrepareData there first" if not splits else "name the models' one with --data"))
+    data_path = splits[0]
     data = store.read_verified_pickle(data_path)
     found = sorted(args.data_dir.glob(f"{args.models}/model.pkl")) or sorted(args.data_dir.glob(f"{args.models}/*/model.pkl"))
     if not found:

@@ -272,3 +272,11 @@ def test_ensemble_tta_benchmark_scores_the_saved_model_as_the_evaluation_did(sma
     missing = subprocess.run([sys.executable, "benchmarks/ensemble_tta.py", str(root / "data"), "nothing-here", "0"],
                              cwd=repo, capture_output=True, text=True, timeout=600)
     assert missing.returncode == 2 and "no model.pkl under" in missing.stderr
+
+    two = root / "two-splits"  # a data directory with two splits: which one the models used must be said
+    for name in ("a", "b"):
+        (two / "processed" / name).mkdir(parents=True)
+        (two / "processed" / name / "data.pkl").write_bytes(b"")
+    ambiguous = subprocess.run([sys.executable, "benchmarks/ensemble_tta.py", str(two), "models", "0"],
+                               cwd=repo, capture_output=True, text=True, timeout=600)
+    assert ambiguous.returncode == 2 and "2 PrepareData splits" in ambiguous.stderr and "--data" in ambiguous.stderr
