@@ -193,18 +193,6 @@ def test_row_blocked_conv_matches_reference(case, relu, pool, block_bytes, monke
         np.testing.assert_allclose(db2, rdb, rtol=1e-11, atol=1e-11)
 
 
-def test_row_blocked_reference_is_the_composition_of_the_reference_kernels():
-    rng = np.random.default_rng(14)
-    x, Wt, b = rng.standard_normal((2, 2, 9, 8)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
-    conv = K.conv2d_forward_ref(x, Wt, b, 2, 1)
-    act = np.maximum(conv, 0)
-    np.testing.assert_array_equal(K.conv_rows_forward_ref(x, Wt, b, 2, 1, True, True), K.maxpool_forward_ref(act, 2, 2))
-    dout = rng.standard_normal((2, 3, 2, 2))
-    d = K.maxpool_backward_ref(dout, act, 2, 2) * (conv > 0)
-    for got, want in zip(K.conv_rows_backward_ref(dout, x, Wt, b, 2, 1, True, True), K.conv2d_backward_ref(d, x, Wt, 2, 1)):
-        np.testing.assert_array_equal(got, want)
-
-
 def test_row_blocked_conv_in_float32_agrees_with_the_whole_batch_kernel():
     # what training runs: the same dot products, bias, max and ReLU as the whole-batch kernel
     # (blocks of one row and of several rows), and its gradients to float32 rounding
@@ -316,16 +304,23 @@ def test_fused_pool_ties_follow_first_maximum(kernel):
     np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12)
 
 
-def test_block_reference_is_the_composition_of_the_reference_kernels():
-    # the block's reference must itself be the obvious chain: conv, then ReLU, then 2x2 max-pool
-    rng = np.random.default_rng(12)
+@pytest.mark.parametrize("stride, pad, forward_ref, backward_ref, seed", [
+    (1, 1, lambda x, W, b: K.conv_block_forward_ref(x, W, b, 1, True, True),
+     lambda d, x, W, b: K.conv_block_backward_ref(d, x, W, b, 1, True, True), 12),
+    (2, 1, lambda x, W, b: K.conv_rows_forward_ref(x, W, b, 2, 1, True, True),
+     lambda d, x, W, b: K.conv_rows_backward_ref(d, x, W, b, 2, 1, True, True), 14),
+], ids=["phase-plane block", "row-blocked"])
+def test_fused_references_are_the_composition_of_the_reference_kernels(stride, pad, forward_ref, backward_ref, seed):
+    # each fused kernel's reference must itself be the obvious chain: conv, then ReLU, then 2x2 max-pool
+    rng = np.random.default_rng(seed)
     x, Wt, b = rng.standard_normal((2, 2, 9, 8)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
-    conv = K.conv2d_forward_ref(x, Wt, b, 1, 1)
+    conv = K.conv2d_forward_ref(x, Wt, b, stride, pad)
     act = np.maximum(conv, 0)
-    np.testing.assert_array_equal(K.conv_block_forward_ref(x, Wt, b, 1, True, True), K.maxpool_forward_ref(act, 2, 2))
-    dout = rng.standard_normal((2, 3, 4, 4))
+    pooled = K.maxpool_forward_ref(act, 2, 2)
+    np.testing.assert_array_equal(forward_ref(x, Wt, b), pooled)
+    dout = rng.standard_normal(pooled.shape)
     d = K.maxpool_backward_ref(dout, act, 2, 2) * (conv > 0)
-    for got, want in zip(K.conv_block_backward_ref(dout, x, Wt, b, 1, True, True), K.conv2d_backward_ref(d, x, Wt, 1, 1)):
+    for got, want in zip(backward_ref(dout, x, Wt, b), K.conv2d_backward_ref(d, x, Wt, stride, pad)):
         np.testing.assert_array_equal(got, want)
 
 

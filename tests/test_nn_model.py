@@ -71,6 +71,14 @@ def test_presets_build_roundtrip_json_and_give_logits(name):
     np.testing.assert_array_equal(a.predict(x), logits.argmax(axis=1))
 
 
+def _one_backward_pass(models, x, y) -> None:
+    """Forward (training mode) and backward through each model once, leaving its gradients."""
+    for m in models:
+        ce = SoftmaxCrossEntropy()
+        ce.forward(m.forward(x, training=True), y)
+        m.backward(ce.backward())
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_fused_execution_plan_equals_layer_by_layer(name):
     # the fused conv kernels must compute exactly what the separate layers compute
@@ -84,10 +92,7 @@ def test_fused_execution_plan_equals_layer_by_layer(name):
     assert all(type(s).__name__ != "FusedConv" for s in plain.plan)
     rng = np.random.default_rng(0)
     x, y = rng.random((5, 1, 28, 28)), rng.integers(0, 10, 5)
-    for m in (fused, plain):
-        ce = SoftmaxCrossEntropy()
-        ce.forward(m.forward(x, training=True), y)
-        m.backward(ce.backward())
+    _one_backward_pass((fused, plain), x, y)
     np.testing.assert_allclose(fused.forward(x), plain.forward(x), rtol=1e-12, atol=1e-12)
     for k, g in plain.gradients().items():
         np.testing.assert_allclose(fused.gradients()[k], g, rtol=1e-10, atol=1e-12, err_msg=k)
@@ -107,10 +112,7 @@ def test_row_blocked_training_steps_equal_layer_by_layer(name, monkeypatch):
     plain = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64, fuse=False)
     rng = np.random.default_rng(1)
     x, y = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
-    for m in (fused, plain):
-        ce = SoftmaxCrossEntropy()
-        ce.forward(m.forward(x, training=True), y)
-        m.backward(ce.backward())
+    _one_backward_pass((fused, plain), x, y)
     convs = [s for s in fused.plan if type(s).__name__ == "FusedConv" and not s.block]
     assert convs and all(s._bwd is fusion.K.conv_rows_backward for s in convs)
     for k, g in plain.gradients().items():
