@@ -128,6 +128,11 @@ class TrainCNN(NeutralDefaults, PipelineTask):
 
     max_scale = NeutralFloatParameter(default=0.0, description="with augmentation, also scale each training image "
                                       "by a random factor in 1 ± max_scale (e.g. 0.1); 0 = off")
+    elastic_alpha = NeutralFloatParameter(default=0.0, description="with augmentation, also distort each training "
+                                          "image elastically (Simard 2003): smoothed random displacements times "
+                                          "alpha pixels (Simard used 34); 0 = off")
+    elastic_sigma = NeutralFloatParameter(default=4.0, description="the Gaussian smoothing, in pixels, of the "
+                                          "elastic displacements; used only with --elastic-alpha")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -154,7 +159,8 @@ class TrainCNN(NeutralDefaults, PipelineTask):
                            optimizer=self.optimizer, weight_decay=self.weight_decay, schedule=self.schedule,
                            augment=self.augment, patience=self.patience, seed=self.seed + self.member,
                            warmup_epochs=self.warmup_epochs, ema_decay=self.ema_decay,
-                           label_smoothing=self.label_smoothing, max_scale=self.max_scale)
+                           label_smoothing=self.label_smoothing, max_scale=self.max_scale,
+                           elastic_alpha=self.elastic_alpha, elastic_sigma=self.elastic_sigma)
 
     def run(self):
         from pipeline.train.stage import train_stage

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.data.augment import augment_batch, random_transforms, warp, warp_reference
+from pipeline.data.augment import (augment_batch, random_displacements, random_transforms, smooth_fields,
+                                   smooth_fields_reference, warp, warp_reference)
 
 
 def _images(n=3, c=1, h=28, w=28, seed=0):
@@ -112,3 +113,49 @@ def test_scaling_draws_after_the_rest_so_runs_without_it_are_unchanged():
     scaled = augment_batch(x, np.random.default_rng(5), max_scale=0.1)
     _, _, scales = random_transforms(16, np.random.default_rng(5), max_scale=0.1)
     assert 0.9 <= scales.min() and scales.max() <= 1.1 and not np.array_equal(scaled, plain)
+
+
+# --- elastic distortion ---------------------------------------------------------------------------
+
+def test_smoothing_matches_the_explicit_weighted_sum():
+    noise = np.random.default_rng(3).uniform(-1, 1, size=(2, 2, 7, 9))
+    for sigma in (1.0, 4.0):
+        np.testing.assert_allclose(smooth_fields(noise, sigma), smooth_fields_reference(noise, sigma), atol=1e-12)
+    # a field far from the edges keeps its total: the kernel sums to one
+    impulse = np.zeros((41, 41))
+    impulse[20, 20] = 1.0
+    assert smooth_fields(impulse, 3.0).sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_warp_with_displacements_matches_reference_and_a_uniform_field_is_a_shift():
+    x = _images(n=3, c=2, h=10, w=12)
+    rng = np.random.default_rng(4)
+    angles, shifts, scales = rng.uniform(-0.4, 0.4, 3), rng.uniform(-2, 2, (3, 2)), rng.uniform(0.9, 1.1, 3)
+    fields = random_displacements(3, 10, 12, rng, alpha=8.0, sigma=2.0)
+    assert fields.shape == (3, 2, 10, 12) and np.abs(fields).max() > 0.5
+    np.testing.assert_allclose(warp(x, angles, shifts, None, scales, fields),
+                               warp_reference(x, angles, shifts, None, scales, fields), rtol=1e-5, atol=1e-5)
+    # every pixel sampling one row further down is the image moved up one row
+    uniform = np.zeros((3, 2, 10, 12))
+    uniform[:, 0] = 1.0
+    np.testing.assert_allclose(warp(x, np.zeros(3), np.zeros((3, 2)), -1.0, None, uniform),
+                               warp(x, np.zeros(3), np.array([[-1, 0]] * 3), -1.0), atol=1e-6)
+
+
+def test_elastic_distortion_draws_last_so_runs_without_it_are_unchanged():
+    x = _images(n=16)
+    plain = augment_batch(x, np.random.default_rng(5), max_scale=0.1)
+    np.testing.assert_array_equal(plain, augment_batch(x, np.random.default_rng(5), max_scale=0.1,
+                                                       elastic_alpha=0.0, elastic_sigma=6.0))
+    distorted = augment_batch(x, np.random.default_rng(5), max_scale=0.1, elastic_alpha=34.0)
+    rng = np.random.default_rng(5)
+    angles, shifts, scales = random_transforms(16, rng, max_scale=0.1)
+    fields = random_displacements(16, 28, 28, rng, 34.0, 4.0)
+    np.testing.assert_array_equal(distorted, warp(x, angles, shifts, None, scales, fields))
+    assert not np.array_equal(distorted, plain)
+    # Simard's alpha 34, sigma 4 moves pixels by about a pixel, a few at most
+    rms = float(np.sqrt((fields ** 2).mean()))
+    assert 0.5 < rms < 3.0 and np.abs(fields).max() < 10
+    assert random_displacements(4, 28, 28, np.random.default_rng(0), 0.0, 4.0) is None
+    with pytest.raises(ValueError, match="elastic alpha"):
+        random_displacements(4, 28, 28, np.random.default_rng(0), -1.0, 4.0)

@@ -136,20 +136,26 @@ def test_onecycle_is_torchs_linear_warm_up_then_cosine_annealing():
 
 def test_recipe_options_are_checked_and_named_in_the_fingerprint_only_when_on():
     base = TrainConfig(epochs=3)
-    assert not {"ema_decay", "label_smoothing", "warmup_epochs"} & set(base.fingerprint_fields())
+    assert not {"ema_decay", "label_smoothing", "warmup_epochs", "max_scale", "elastic_alpha",
+                "elastic_sigma"} & set(base.fingerprint_fields())
+    # elastic_sigma tunes elastic_alpha: alone it would change nothing, so it is refused (below)
     spec = [{"type": "flatten"}, {"type": "dense", "units": 10}]
     data = {"x": np.zeros((2, 1, 2, 2), np.float32)}
     seen = {run_fingerprint(spec, base, data)}
     for option in ({"ema_decay": 0.999}, {"label_smoothing": 0.1}, {"schedule": "onecycle"},
-                   {"schedule": "onecycle", "warmup_epochs": 0.5}):
+                   {"schedule": "onecycle", "warmup_epochs": 0.5}, {"max_scale": 0.1},
+                   {"elastic_alpha": 34.0, "elastic_sigma": 4.0}, {"elastic_alpha": 34.0, "elastic_sigma": 6.0}):
         config = TrainConfig(epochs=3, **option)
         config.validate()
         assert {k: v for k, v in config.fingerprint_fields().items() if k in option} == option
         seen.add(run_fingerprint(spec, config, data))
-    assert len(seen) == 5  # a checkpoint of one setting is never resumed by another
+    assert len(seen) == 8  # a checkpoint of one setting is never resumed by another
     for bad, words in (({"ema_decay": 1.0}, "ema_decay must be in"), ({"label_smoothing": -0.1}, "label_smoothing"),
                        ({"schedule": "onecycle", "warmup_epochs": 3.0}, "less than epochs"),
-                       ({"warmup_epochs": 0.5}, "onecycle schedule only")):
+                       ({"warmup_epochs": 0.5}, "onecycle schedule only"),
+                       ({"elastic_alpha": -1.0}, "elastic_alpha must be in"),
+                       ({"elastic_alpha": 34.0, "elastic_sigma": 0.0}, "elastic_sigma in"),
+                       ({"elastic_sigma": 6.0}, "elastic distortion only")):
         with pytest.raises(ValueError, match=words):
             TrainConfig(epochs=3, **bad).validate()
     with pytest.raises(ValueError) as refused:  # no epochs: said once, not again as a warm-up problem

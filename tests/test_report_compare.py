@@ -166,6 +166,9 @@ def test_narrative_names_the_recipe_levers_that_were_on():
     off = _record("r2", "2026-01-01T00:00:00", 0.99, label_smoothing=0.0, augment=False, schedule="onecycle")
     assert narrative.what_ran(off, {}).endswith("without augmentation, with the one-cycle schedule.")
     assert "views" not in narrative.result(off)
+    elastic = _record("r3", "2026-01-01T00:00:00", 0.99, label_smoothing=0.0, max_scale=0.1, elastic_alpha=34.0)
+    assert narrative.what_ran(elastic, {}).endswith(
+        "with augmentation (scaled by up to ±10%, elastic distortion, alpha 34, sigma 4 px).")
 
 
 def test_narrative_names_previous_and_best_with_links_and_the_definitions(two_runs):

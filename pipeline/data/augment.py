@@ -1,4 +1,5 @@
-"""Seeded data augmentation: random shifts, small rotations and (optionally) scalings of digit images.
+"""Seeded data augmentation: random shifts, small rotations and (optionally) scalings and elastic
+distortions of digit images.
 
 Every image in a batch gets its own rotation angle (uniform in
 ``[-max_degrees, max_degrees]``), its own integer shift (uniform in
@@ -6,19 +7,26 @@ Every image in a batch gets its own rotation angle (uniform in
 scale factor (uniform in ``[1 - max_scale, 1 + max_scale]``), drawn from the Generator
 the caller passes, so a seed and the Generator's state fix the result exactly. The
 scales are drawn after the other two, and only when asked for, so a run without
-scaling draws exactly what it drew before scaling existed.
+scaling draws exactly what it drew before scaling existed. Elastic distortion (Simard, Steinkraus
+and Platt, "Best practices for convolutional neural networks applied to visual document analysis",
+2003) moves every pixel's sampling point by its own displacement: a field of uniform noise in
+[-1, 1], smoothed by a Gaussian of ``sigma`` pixels and multiplied by ``alpha``; it is drawn last,
+and only when ``alpha`` > 0, for the same reason.
 Rotation and scaling are about the image centre and resample bilinearly; pixels that come
 from outside the image take a fill value (the image's own background by
 default, so this works before or after normalisation).
 
 :func:`warp` is the vectorised kernel; :func:`warp_reference` computes the same
-thing one pixel at a time and is what the tests trust.
+thing one pixel at a time and is what the tests trust; likewise :func:`smooth_fields` and
+:func:`smooth_fields_reference` for the Gaussian smoothing of the displacement fields.
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from pipeline.nn.train import ELASTIC_SIGMA
 
 
 def _check_images(x: np.ndarray) -> None:
@@ -34,12 +42,14 @@ def _fill_values(x: np.ndarray, fill: float | None) -> np.ndarray:
 
 
 def source_coordinates(angles: np.ndarray, shifts: np.ndarray, height: int, width: int,
-                       scales: np.ndarray | None = None):
+                       scales: np.ndarray | None = None, displacements: np.ndarray | None = None):
     """Where each output pixel samples the input.
 
     angles : (N,) radians, positive turns the digit counter-clockwise as displayed.
     shifts : (N, 2) pixels (dy, dx), positive moves the digit down / right.
     scales : (N,) factors (> 1 enlarges the digit), or None for 1.
+    displacements : (N, 2, H, W) pixels (dy, dx) added to each output pixel's source point
+        after the affine map (an elastic distortion), or None.
     Returns (ys, xs), each of shape (N, H, W), float64 source coordinates.
     """
     cy, cx = (height - 1) / 2.0, (width - 1) / 2.0
@@ -55,15 +65,19 @@ def source_coordinates(angles: np.ndarray, shifts: np.ndarray, height: int, widt
     # Rows grow downwards, so a counter-clockwise turn on screen is clockwise in (row, col).
     xs = cos * x - sin * y + cx
     ys = sin * x + cos * y + cy
+    if displacements is not None:
+        ys = ys + displacements[:, 0]
+        xs = xs + displacements[:, 1]
     return ys, xs
 
 
 def warp(x: np.ndarray, angles: np.ndarray, shifts: np.ndarray, fill: float | None = None,
-         scales: np.ndarray | None = None) -> np.ndarray:
-    """Scale, rotate and shift each image of ``x`` (N, C, H, W) float; returns a new array, same shape and dtype.
+         scales: np.ndarray | None = None, displacements: np.ndarray | None = None) -> np.ndarray:
+    """Scale, rotate, shift (and distort) each image of ``x`` (N, C, H, W) float; returns a new
+    array, same shape and dtype.
 
     angles : (N,) radians; shifts : (N, 2) pixels (dy, dx); scales : (N,) or None;
-    see :func:`source_coordinates`.
+    displacements : (N, 2, H, W) or None; see :func:`source_coordinates`.
     """
     _check_images(x)
     n, c, h, w = x.shape
@@ -71,7 +85,7 @@ def warp(x: np.ndarray, angles: np.ndarray, shifts: np.ndarray, fill: float | No
     shifts = np.asarray(shifts, dtype=np.float64).reshape(n, 2)
     if scales is not None:
         scales = np.asarray(scales, dtype=np.float64).reshape(n)
-    ys, xs = source_coordinates(angles, shifts, h, w, scales)
+    ys, xs = source_coordinates(angles, shifts, h, w, scales, displacements)
     # Clamp into [-1, H] x [-1, W] first: a clamped coordinate lands on the frame of fill
     # values around the image (1 pixel before, 2 after, so the "+1" neighbour always exists),
     # which gives bilinear interpolation against a constant background for free.
@@ -93,7 +107,7 @@ def warp(x: np.ndarray, angles: np.ndarray, shifts: np.ndarray, fill: float | No
 
 
 def warp_reference(x: np.ndarray, angles: np.ndarray, shifts: np.ndarray, fill: float | None = None,
-                   scales: np.ndarray | None = None) -> np.ndarray:
+                   scales: np.ndarray | None = None, displacements: np.ndarray | None = None) -> np.ndarray:
     """Slow, obvious version of :func:`warp`: one output pixel at a time."""
     _check_images(x)
     n, c, h, w = x.shape
@@ -108,6 +122,8 @@ def warp_reference(x: np.ndarray, angles: np.ndarray, shifts: np.ndarray, fill: 
                 for q in range(w):
                     y, xx = (r - cy - float(shifts[i][0])) / scale, (q - cx - float(shifts[i][1])) / scale
                     sx, sy = cos * xx - sin * y + cx, sin * xx + cos * y + cy
+                    if displacements is not None:
+                        sy, sx = sy + float(displacements[i, 0, r, q]), sx + float(displacements[i, 1, r, q])
                     fy, fx = math.floor(sy), math.floor(sx)
                     ay, ax = sy - fy, sx - fx
 
@@ -135,9 +151,54 @@ def random_transforms(n: int, rng: np.random.Generator, max_shift: int = 2, max_
     return angles, shifts, scales
 
 
+def gaussian_matrix(size: int, sigma: float) -> np.ndarray:
+    """(size, size) matrix G with ``G @ v`` = v convolved with a Gaussian of ``sigma`` pixels,
+    zero outside (the kernel is normalised over its whole extent, so edges fade as with a
+    zero-padded filter)."""
+    d = np.arange(size, dtype=np.float64)
+    g = np.exp(-0.5 * ((d[:, None] - d[None, :]) / sigma) ** 2)
+    offsets = np.arange(-(size - 1), size, dtype=np.float64)
+    return g / np.exp(-0.5 * (offsets / sigma) ** 2).sum()
+
+
+def smooth_fields(noise: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian-smooth each (H, W) plane of ``noise`` (..., H, W), zero outside: two matrix products."""
+    h, w = noise.shape[-2:]
+    return gaussian_matrix(h, sigma) @ noise @ gaussian_matrix(w, sigma).T
+
+
+def smooth_fields_reference(noise: np.ndarray, sigma: float) -> np.ndarray:
+    """Slow version of :func:`smooth_fields`: each output point as the explicit weighted sum."""
+    h, w = noise.shape[-2:]
+    flat = noise.reshape(-1, h, w)
+    out = np.zeros_like(flat, dtype=np.float64)
+    norm = sum(math.exp(-0.5 * (o / sigma) ** 2) for o in range(-(h - 1), h)) * \
+        sum(math.exp(-0.5 * (o / sigma) ** 2) for o in range(-(w - 1), w))
+    for k in range(flat.shape[0]):
+        for r in range(h):
+            for q in range(w):
+                out[k, r, q] = sum(math.exp(-0.5 * (((r - a) / sigma) ** 2 + ((q - b) / sigma) ** 2)) * flat[k, a, b]
+                                   for a in range(h) for b in range(w)) / norm
+    return out.reshape(noise.shape)
+
+
+def random_displacements(n: int, height: int, width: int, rng: np.random.Generator, alpha: float,
+                         sigma: float) -> np.ndarray | None:
+    """N elastic displacement fields (N, 2, H, W) pixels: uniform noise in [-1, 1] smoothed by a
+    Gaussian of ``sigma`` pixels, times ``alpha``; None (nothing drawn) when alpha is 0."""
+    if alpha < 0 or sigma <= 0:
+        raise ValueError(f"elastic alpha ({alpha}) must be >= 0 and sigma ({sigma}) > 0")
+    if not alpha:
+        return None
+    return alpha * smooth_fields(rng.uniform(-1.0, 1.0, size=(n, 2, height, width)), sigma)
+
+
 def augment_batch(x: np.ndarray, rng: np.random.Generator, max_shift: int = 2,
-                  max_degrees: float = 10.0, fill: float | None = None, max_scale: float = 0.0) -> np.ndarray:
-    """A randomly shifted, rotated (and scaled) copy of the batch ``x`` (N, C, H, W); ``x`` is not modified."""
+                  max_degrees: float = 10.0, fill: float | None = None, max_scale: float = 0.0,
+                  elastic_alpha: float = 0.0, elastic_sigma: float = ELASTIC_SIGMA) -> np.ndarray:
+    """A randomly shifted, rotated (scaled, elastically distorted) copy of the batch ``x`` (N, C, H, W);
+    ``x`` is not modified."""
     _check_images(x)
     angles, shifts, scales = random_transforms(x.shape[0], rng, max_shift, max_degrees, max_scale)
-    return warp(x, angles, shifts, fill, scales)
+    fields = random_displacements(x.shape[0], x.shape[2], x.shape[3], rng, elastic_alpha, elastic_sigma)
+    return warp(x, angles, shifts, fill, scales, fields)

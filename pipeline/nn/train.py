@@ -62,6 +62,9 @@ def _one_of(names: tuple[str, ...], quote: bool = False) -> str:
     return ", ".join(shown[:-1]) + " or " + shown[-1]
 
 
+ELASTIC_SIGMA = 4.0  # pixels: Simard et al.'s smoothing of elastic displacements on 28x28 digits
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Everything that decides the trained parameters (and a few things that do not).
@@ -89,6 +92,8 @@ class TrainConfig:
     label_smoothing: float = 0.0  # train against (1 - s) * one_hot + s / K; 0 = off
     warmup_epochs: float = 0.0  # linear warm-up of the "onecycle" schedule, in epochs (may be fractional)
     max_scale: float = 0.0  # when augmenting, also scale each image by a factor in 1 ± max_scale; 0 = off
+    elastic_alpha: float = 0.0  # when augmenting, also distort elastically, displacements times alpha; 0 = off
+    elastic_sigma: float = ELASTIC_SIGMA  # the Gaussian smoothing (pixels) of those displacements; used only with elastic_alpha
 
     def validate(self) -> None:
         problems = []
@@ -108,6 +113,12 @@ class TrainConfig:
             problems.append(f"ema_decay must be in [0, 1), 0 = off (got {self.ema_decay})")
         if not 0 <= self.max_scale < 0.5:
             problems.append(f"max_scale must be in [0, 0.5), 0 = off (got {self.max_scale})")
+        if not 0 <= self.elastic_alpha <= 100 or not 0 < self.elastic_sigma <= 28:
+            problems.append(f"elastic_alpha must be in [0, 100], 0 = off, and elastic_sigma in (0, 28] pixels "
+                            f"(got {self.elastic_alpha} and {self.elastic_sigma})")
+        elif self.elastic_sigma != ELASTIC_SIGMA and not self.elastic_alpha:
+            problems.append(f"elastic_sigma applies to the elastic distortion only (elastic_alpha is 0; "
+                            f"got elastic_sigma {self.elastic_sigma})")
         if not 0 <= self.label_smoothing < 1:
             problems.append(f"label_smoothing must be in [0, 1), 0 = off (got {self.label_smoothing})")
         if not 0 <= self.warmup_epochs < max(self.epochs, 1):  # epochs < 1 is reported once, above
@@ -119,16 +130,22 @@ class TrainConfig:
 
     def fingerprint_fields(self) -> dict[str, Any]:
         """The fields that change the result (a checkpoint is reused only if they match); a recipe
-        option at its neutral value is left out, as it was before the option existed."""
+        option at its neutral value is left out, as it was before the option existed, and so is a
+        setting of a recipe option that is off (RECIPE_SETTINGS)."""
         fields = dataclasses.asdict(self)
         fields.pop("eval_batch_size")
         for f in dataclasses.fields(self):
             if f.name in RECIPE_OPTIONS and fields[f.name] == f.default:
                 del fields[f.name]
+        for setting, option in RECIPE_SETTINGS.items():
+            if option not in fields:
+                del fields[setting]
         return fields
 
 
-RECIPE_OPTIONS = ("ema_decay", "label_smoothing", "warmup_epochs", "max_scale")  # TrainConfig fields that are off by default
+# TrainConfig fields that are off by default
+RECIPE_OPTIONS = ("ema_decay", "label_smoothing", "warmup_epochs", "max_scale", "elastic_alpha")
+RECIPE_SETTINGS = {"elastic_sigma": "elastic_alpha"}  # a setting -> the recipe option it tunes
 
 
 @dataclasses.dataclass

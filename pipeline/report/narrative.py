@@ -11,6 +11,7 @@ from typing import Any
 
 from pipeline.evaluate.tta import views
 from pipeline.inspect.mcnemar import ALPHA
+from pipeline.nn.train import ELASTIC_SIGMA
 from pipeline.report.comparison import DEFINITIONS, ROLE_NAMES, moment, parameter_text, run_link, significance
 
 MAX_PARAMETERS = 3  # parameter changes named in a sentence; the comparison section lists them all
@@ -50,8 +51,10 @@ def what_ran(metrics: dict[str, Any], training: dict[str, Any]) -> str:
         recipe.append("the one-cycle schedule")
     augment = params.get("augment")
     if augment:
-        scaled = f" (scaled by up to ±{100 * float(params['max_scale']):g}%)" if params.get("max_scale") else ""
-        recipe.insert(0, "augmentation" + scaled)
+        extra = ([f"scaled by up to ±{100 * float(params['max_scale']):g}%"] if params.get("max_scale") else []) + (
+            [f"elastic distortion, alpha {float(params['elastic_alpha']):g}, sigma "
+             f"{float(params.get('elastic_sigma', ELASTIC_SIGMA)):g} px"] if params.get("elastic_alpha") else [])
+        recipe.insert(0, "augmentation" + (f" ({', '.join(extra)})" if extra else ""))
     used = f", with {_and(recipe)}" if recipe else ""
     if augment is False:
         used = ", without augmentation" + used

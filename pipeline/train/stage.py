@@ -31,7 +31,8 @@ def make_augment(config: TrainConfig) -> Augment | None:
     from pipeline.data.augment import augment_batch
 
     def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        return augment_batch(x, rng, config.max_shift, config.max_degrees, max_scale=config.max_scale)
+        return augment_batch(x, rng, config.max_shift, config.max_degrees, max_scale=config.max_scale,
+                             elastic_alpha=config.elastic_alpha, elastic_sigma=config.elastic_sigma)
 
     return augment
 
@@ -63,7 +64,9 @@ def training_summary(preset: str, spec: list[dict], config: TrainConfig, result:
         "batch_size": config.batch_size,
         "optimizer": optimizer,
         "augment": ({"max_shift_px": config.max_shift, "max_rotation_deg": config.max_degrees,
-                     **({"max_scale": config.max_scale} if config.max_scale else {})}  # as before when off
+                     **({"max_scale": config.max_scale} if config.max_scale else {}),  # as before when off
+                     **({"elastic_alpha": config.elastic_alpha, "elastic_sigma_px": config.elastic_sigma}
+                        if config.elastic_alpha else {})}
                     if config.augment else False),
         "patience": config.patience,
         "ema_decay": config.ema_decay,
