@@ -15,6 +15,7 @@ import luigi
 from luigi.util import requires
 
 from pipeline.nn.optim import OPTIMIZERS, SCHEDULES
+from pipeline.nn.train import ELASTIC_SIGMA
 from tasks.base import PipelineTask
 from tasks.config import checking_settings, data_path, run_name
 from tasks.data import PrepareData
@@ -131,7 +132,7 @@ class TrainCNN(NeutralDefaults, PipelineTask):
     elastic_alpha = NeutralFloatParameter(default=0.0, description="with augmentation, also distort each training "
                                           "image elastically (Simard 2003): smoothed random displacements times "
                                           "alpha pixels (Simard used 34); 0 = off")
-    elastic_sigma = NeutralFloatParameter(default=4.0, description="the Gaussian smoothing, in pixels, of the "
+    elastic_sigma = NeutralFloatParameter(default=ELASTIC_SIGMA, description="the Gaussian smoothing, in pixels, of the "
                                           "elastic displacements; used only with --elastic-alpha")
 
     def __init__(self, *args, **kwargs):

@@ -51,9 +51,12 @@ def what_ran(metrics: dict[str, Any], training: dict[str, Any]) -> str:
         recipe.append("the one-cycle schedule")
     augment = params.get("augment")
     if augment:
-        extra = ([f"scaled by up to ±{100 * float(params['max_scale']):g}%"] if params.get("max_scale") else []) + (
-            [f"elastic distortion, alpha {float(params['elastic_alpha']):g}, sigma "
-             f"{float(params.get('elastic_sigma', ELASTIC_SIGMA)):g} px"] if params.get("elastic_alpha") else [])
+        extra = []
+        if params.get("max_scale"):
+            extra.append(f"scaled by up to ±{100 * float(params['max_scale']):g}%")
+        if params.get("elastic_alpha"):  # sigma is left out of the parameters at its default
+            sigma = float(params.get("elastic_sigma", ELASTIC_SIGMA))
+            extra.append(f"elastic distortion, alpha {float(params['elastic_alpha']):g}, sigma {sigma:g} px")
         recipe.insert(0, "augmentation" + (f" ({', '.join(extra)})" if extra else ""))
     used = f", with {_and(recipe)}" if recipe else ""
     if augment is False:
