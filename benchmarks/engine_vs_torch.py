@@ -21,7 +21,8 @@ with ``--threads 1``.
 
 With ``--threads 1`` the engine trains its large convs row-blocked
 (pipeline/nn/kernels/blocked.py); with more BLAS threads it keeps the whole-batch
-kernels (see ``pipeline.nn.fusion.prefer_rows``). The third line names the kernel
+kernels (see ``pipeline.nn.fusion.prefer_rows``); large 5x5 convs train by FFT
+(pipeline/nn/kernels/spectral.py) either way. The third line names the kernel
 that trains each conv.
 
 The last line is ``ratio engine/torch: X.XX`` = engine time / torch time for
@@ -113,17 +114,13 @@ def torch_model(model):
 
 def conv_kernels(model, batch: int) -> str:
     """Which kernel trains each conv of the engine model at this batch size: "phase" (the
-    phase-plane block), "rows" (row-blocked GEMM) or "whole" (whole-batch im2col GEMM)."""
-    from pipeline.nn import fusion
-
+    phase-plane block), "fft" (by FFT), "rows" (row-blocked GEMM) or "whole" (whole-batch
+    im2col GEMM); see ``pipeline.nn.fusion.FusedConv.kernel``."""
     names, shape = [], model.input_shape
     for layer, out_shape in zip(model.layers, model.shapes):
         step = next((s for s in model.plan if getattr(s, "conv", None) is layer), None)
         if step is not None:
-            _, C, kh, kw = layer.params["W"].shape
-            rows = fusion.prefer_rows(C, kh, kw, shape[1], shape[2], layer.stride, layer.pad, batch,
-                                      layer.params["W"].itemsize, True)
-            names.append("phase" if step.block else "rows" if rows else "whole")
+            names.append(step.kernel((batch,) + tuple(shape), True))
         elif "W" in layer.params and layer.params["W"].ndim == 4:
             names.append("whole (unfused)")
         shape = out_shape

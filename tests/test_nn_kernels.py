@@ -1,5 +1,5 @@
-"""Fast kernels (im2col GEMM convolution, its row-blocked form, strided max-pooling, the phase-plane
-conv block) against slow, obvious references."""
+"""Fast kernels (im2col GEMM convolution, its row-blocked form, the FFT convolution, strided
+max-pooling, the phase-plane conv block) against slow, obvious references."""
 from __future__ import annotations
 
 import importlib
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline.nn import kernels as K
-from pipeline.nn.fusion import prefer_block, prefer_rows
+from pipeline.nn.fusion import prefer_block, prefer_rows, prefer_spectral
 
 # (N, C, H, W, F, kh, kw, stride, pad): odd sizes, non-square images and kernels, stride 2/3, pad 1-2
 CONV_CASES = [
@@ -242,6 +242,82 @@ def test_prefer_rows_for_inference_and_for_large_training_convs(monkeypatch):
     monkeypatch.setattr(parallel, "THREADS", 2)  # threaded BLAS: one GEMM call per block wakes the threads
     assert not prefer_rows(32, 3, 3, 28, 28, 1, 1, 100, 4, training=True)
     assert not prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=False)
+
+
+# (N, C, H, W, F, kh, kw, pad) for the stride-1 FFT kernel: odd, even and non-square sizes (odd FFT
+# lengths have no Nyquist column), non-square kernels, pad 0-2, a kernel as large as the input
+SPECTRAL_CASES = [
+    (2, 1, 7, 7, 3, 3, 3, 0),
+    (3, 2, 9, 6, 4, 3, 3, 1),
+    (2, 3, 8, 11, 2, 5, 5, 2),
+    (2, 2, 10, 9, 5, 2, 3, 0),
+    (4, 1, 28, 28, 6, 5, 5, 0),
+    (2, 3, 12, 12, 4, 5, 5, 0),
+    (2, 2, 5, 5, 3, 5, 5, 0),
+]
+
+
+@pytest.mark.parametrize("relu,pool", [(False, False), (True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("case", SPECTRAL_CASES, ids=lambda c: "N{}C{}H{}W{}F{}k{}x{}p{}".format(*c))
+def test_fft_conv_matches_reference_composition(case, relu, pool):
+    N, C, H, W, F, kh, kw, p = case
+    rng = np.random.default_rng(sum(case) + 5 * relu + pool)
+    x = rng.standard_normal((N, C, H, W))
+    Wt = rng.standard_normal((F, C, kh, kw))
+    b = rng.standard_normal(F)
+    if pool and (H + 2 * p - kh + 1 < 2 or W + 2 * p - kw + 1 < 2):
+        with pytest.raises(ValueError, match="smaller than the 2x2 window"):
+            K.conv_fft_forward(x, Wt, b, 1, p, {}, relu, pool)
+        return
+    conv = K.conv2d_forward_ref(x, Wt, b, 1, p)
+    act = np.maximum(conv, 0) if relu else conv
+    ref = K.maxpool_forward_ref(act, 2, 2) if pool else act
+    out, cache = K.conv_fft_forward(x, Wt, b, 1, p, {}, relu, pool)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
+    dout = rng.standard_normal(out.shape)
+    dx, dW, db = K.conv_fft_backward(dout, cache)
+    d = K.maxpool_backward_ref(dout, act, 2, 2) if pool else dout
+    d = d * (conv > 0) if relu else d
+    rdx, rdW, rdb = K.conv2d_backward_ref(d, x, Wt, 1, p)
+    np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dW, rdW, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(db, rdb, rtol=1e-10, atol=1e-10)
+    none, dW2, _ = K.conv_fft_backward(dout, cache, need_dx=False)
+    assert none is None
+    np.testing.assert_array_equal(dW2, dW)
+
+
+def test_fft_conv_in_float32_stays_float32_and_agrees_with_the_gemm_kernel():
+    # seed-torch's second conv at a small batch: float32 throughout, within float32 rounding of im2col
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((6, 16, 24, 24)).astype(np.float32)
+    Wt = (rng.standard_normal((32, 16, 5, 5)) * 0.05).astype(np.float32)
+    b = rng.standard_normal(32).astype(np.float32)
+    out, cache = K.conv_fft_forward(x, Wt, b, 1, 0, {}, True, True)
+    ref, ref_cache = K.conv2d_forward(x, Wt, b, 1, 0, {}, True, True)
+    assert out.dtype == np.float32 and out.shape == ref.shape
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5)
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    for got, want in zip(K.conv_fft_backward(dout, cache), K.conv2d_backward(dout, ref_cache)):
+        assert got.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_fft_conv_rejects_strides_other_than_one():
+    with pytest.raises(ValueError, match="stride 1"):
+        K.conv_fft_forward(np.zeros((1, 1, 8, 8)), np.zeros((2, 1, 3, 3)), np.zeros(2), stride=2)
+
+
+def test_prefer_spectral_for_large_5x5_training_convs_only():
+    assert prefer_spectral(32, 64, 5, 5, 12, 12, 1, 0, training=True)  # strong's 2nd conv: 3.3 M MACs
+    assert prefer_spectral(16, 32, 5, 5, 24, 24, 1, 0, training=True)  # seed-torch's 2nd: 5.1 M
+    assert prefer_spectral(32, 64, 5, 5, 10, 10, 1, 0, training=True)  # seed-torch's 3rd: 1.8 M
+    assert not prefer_spectral(16, 32, 5, 5, 12, 12, 1, 0, training=True)  # the default twoconv's 2nd
+    assert not prefer_spectral(6, 16, 5, 5, 14, 14, 1, 0, training=True)  # lenet5's 2nd
+    assert not prefer_spectral(64, 64, 3, 3, 14, 14, 1, 1, training=True)  # 3x3: never
+    assert not prefer_spectral(32, 64, 5, 5, 12, 12, 2, 0, training=True)  # strided
+    assert not prefer_spectral(32, 64, 5, 5, 12, 12, 1, 0, training=False)  # inference stays on GEMM
 
 # (N, C, H, W, F, kh, kw, pad): odd and non-square sizes, odd conv outputs (pool floor), pad 1-2
 BLOCK_CASES = [

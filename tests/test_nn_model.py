@@ -107,6 +107,7 @@ def test_row_blocked_training_steps_equal_layer_by_layer(name, monkeypatch):
     monkeypatch.setattr(fusion.parallel, "THREADS", 1)  # it runs with single-threaded BLAS only
     monkeypatch.setattr(fusion, "ROWS_MIN_BYTES", 0)
     monkeypatch.setattr(fusion, "ROWS_MIN_BYTES_SHRINKING", 0)
+    monkeypatch.setattr(fusion, "SPECTRAL_MIN_MACS", float("inf"))  # not the FFT kernel (tested below)
     spec = [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in preset_spec(name)]
     fused = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64)
     plain = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64, fuse=False)
@@ -117,6 +118,23 @@ def test_row_blocked_training_steps_equal_layer_by_layer(name, monkeypatch):
     assert convs and all(s._bwd is fusion.K.conv_rows_backward for s in convs)
     for k, g in plain.gradients().items():
         np.testing.assert_allclose(fused.gradients()[k], g, rtol=1e-10, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.parametrize("name", ["seed-torch", "strong"])
+def test_fft_training_steps_equal_layer_by_layer(name):
+    # their large 5x5 convs train on the FFT kernel: the gradients must be the separate layers' too
+    from pipeline.nn import fusion
+
+    spec = [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in preset_spec(name)]
+    fused = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64)
+    plain = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64, fuse=False)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
+    _one_backward_pass((fused, plain), x, y)
+    spectral = [s for s in fused.plan if type(s).__name__ == "FusedConv" and s._bwd is fusion.K.conv_fft_backward]
+    assert len(spectral) == {"seed-torch": 2, "strong": 1}[name]
+    for k, g in plain.gradients().items():
+        np.testing.assert_allclose(fused.gradients()[k], g, rtol=1e-9, atol=1e-11, err_msg=k)
 
 
 def test_dropout_float32_mask_is_the_thresholded_draws_scaled():

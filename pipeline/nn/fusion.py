@@ -2,10 +2,11 @@
 
 A conv followed by a ReLU and/or a 2x2/stride-2 max-pool runs as one
 :class:`FusedConv` step; :func:`prefer_block` picks, per layer, the phase-plane
-block kernel or a GEMM kernel, and :func:`prefer_rows`, per call, the row-blocked
-GEMM kernel or the whole-batch one (all with ReLU and pool fused). The maths is
-the same either way (tests compare fused and unfused models); the layers stay as
-built, so feature maps and the per-layer protocol are unaffected.
+block kernel or a GEMM kernel, :func:`prefer_spectral`, per training call, the FFT
+kernel, and :func:`prefer_rows`, per call, the row-blocked GEMM kernel or the
+whole-batch one (all with ReLU and pool fused). The maths is the same either way
+(tests compare fused and unfused models); the layers stay as built, so feature maps
+and the per-layer protocol are unaffected.
 """
 from __future__ import annotations
 
@@ -64,13 +65,40 @@ def prefer_rows(C: int, kh: int, kw: int, H: int, W: int, stride: int, pad: int,
     return stride == 1 and size >= ROWS_MIN_BYTES_SHRINKING
 
 
+# Multiply-adds per image of a conv's GEMM from which the FFT kernel trains it (5x5 kernels and
+# larger). Measured (1 thread, batch 100, forward + backward with fused ReLU/pool, medians of 15,
+# against the kernel the GEMM rules pick): 0.60x for strong's 32->64 conv on 12x12 (3.3 M), 0.76x
+# for seed-torch's 16->32 on 24x24 (5.1 M), 0.78x for its 32->64 on 10x10 (1.8 M); 1.24x for the
+# default twoconv's 16->32 on 12x12 (0.8 M), which stays on GEMM (its trained bits unchanged), as
+# do all 3x3 convs (0.9-1.4x: nine products per output leave little for the transforms to save).
+SPECTRAL_MIN_MACS = 1_500_000
+
+
+def prefer_spectral(C: int, F: int, kh: int, kw: int, H: int, W: int, stride: int, pad: int,
+                    training: bool) -> bool:
+    """Whether a training call of this conv (input (N, C, H, W), F filters of kh x kw) runs on
+    :mod:`.kernels.spectral`. Inference stays on GEMM: the FFT's gain is mostly in the backward
+    pass (its forward pass measured 0.74-1.07x against GEMM's)."""
+    if not training or stride != 1 or kh * kw < 25:
+        return False
+    OH, OW = K.conv_output_size(H, kh, stride, pad), K.conv_output_size(W, kw, stride, pad)
+    return C * F * kh * kw * OH * OW >= SPECTRAL_MIN_MACS
+
+
+# (forward, backward) of the kernels with the common signature, by the names FusedConv.kernel gives
+KERNELS = {"fft": (K.conv_fft_forward, K.conv_fft_backward),
+           "rows": (K.conv_rows_forward, K.conv_rows_backward),
+           "whole": (K.conv2d_forward, K.conv2d_backward)}
+
+
 class FusedConv:
     """An execution step, not a spec layer: a Conv2D together with the ReLU
     and/or 2x2/stride-2 max-pool right after it, run as one kernel. It shares
     the conv layer's params and grads, so optimizers and state dicts see no
     difference. ``block`` picks the phase-plane kernel (kernels.phase, stride 1
-    only) over a GEMM one; each call then takes the row-blocked GEMM kernel
-    (kernels.blocked) or the whole-batch one (kernels.im2col) by :func:`prefer_rows`,
+    only) over a GEMM one; each call then takes the FFT kernel (kernels.spectral) by
+    :func:`prefer_spectral`, else the row-blocked GEMM kernel (kernels.blocked) or the
+    whole-batch one (kernels.im2col) by :func:`prefer_rows`,
     and its backward pass the matching gradient kernel.
     x (N, C, H, W) -> (N, F, OH, OW), or (N, F, OH//2, OW//2) with ``pool``."""
 
@@ -81,17 +109,26 @@ class FusedConv:
         self.params, self.grads = conv.params, conv.grads
         self._ws: dict = {}  # own scratch: a direct conv.forward() (feature maps) must not clobber it
 
+    def kernel(self, x_shape: tuple, training: bool) -> str:
+        """The kernel a call on an input of shape (N, C, H, W) takes: "phase", "fft", "rows" or "whole"."""
+        c = self.conv
+        if self.block:
+            return "phase"
+        F, C, kh, kw = c.params["W"].shape
+        N, _, H, W = x_shape
+        if prefer_spectral(C, F, kh, kw, H, W, c.stride, c.pad, training):
+            return "fft"
+        return "rows" if prefer_rows(C, kh, kw, H, W, c.stride, c.pad, N, c.params["W"].itemsize, training) else "whole"
+
     def forward(self, x, training=False):
         c = self.conv
         W = c.params["W"]
-        if self.block:
+        name = self.kernel(x.shape, training)
+        if name == "phase":
             out, self._cache = K.conv_block_forward(x, W, c.params["b"], c.pad, self.relu, self.pool, self._ws)
             self._bwd = K.conv_block_backward
             return out
-        F, C, kh, kw = W.shape
-        rows = prefer_rows(C, kh, kw, x.shape[2], x.shape[3], c.stride, c.pad, x.shape[0], W.itemsize, training)
-        fwd, self._bwd = ((K.conv_rows_forward, K.conv_rows_backward) if rows
-                          else (K.conv2d_forward, K.conv2d_backward))
+        fwd, self._bwd = KERNELS[name]
         out, self._cache = fwd(x, W, c.params["b"], c.stride, c.pad, self._ws, self.relu, self.pool)
         return out
 

@@ -88,6 +88,61 @@ def weight_grad(dz: np.ndarray, cols: np.ndarray, shape: tuple) -> np.ndarray:
     return np.ascontiguousarray(np.matmul(cols, dz.T).T).reshape(shape)
 
 
+def pool_bias_relu(Z: np.ndarray, b: np.ndarray, relu: bool, pool: bool, cache: dict[str, Any]) -> np.ndarray:
+    """A convolution's epilogue: Z (F, OH, OW, N) CHWN, the products without bias, then
+    an optional 2x2/stride-2 max-pool (floor mode), the bias and an optional ReLU.
+
+    Returns (F, OH, OW, N), or (F, OH//2, OW//2, N) with ``pool`` (fresh memory with the pool;
+    else Z itself, written in place); records in ``cache`` what :func:`pool_bias_relu_backward`
+    needs. ReLU and the bias are applied after the max: they commute with it, and the pooled
+    array is 4x smaller. Shared by every GEMM- and FFT-based convolution kernel.
+    """
+    F, OH, OW, N = Z.shape
+    cache.update(relu=relu, pool=pool, OH=OH, OW=OW)
+    if pool:
+        PH, PW = OH // 2, OW // 2
+        if PH < 1 or PW < 1:
+            raise ValueError(f"maxpool: conv output {OH}x{OW} is smaller than the 2x2 window")
+        # (F, PH, 2, PW, 2, N) view of the cropped output: each phase is runs of N
+        Z6 = Z[:, :2 * PH, :2 * PW].reshape(F, PH, 2, PW, 2, N)
+        m = np.maximum(Z6[:, :, 0, :, 0], Z6[:, :, 0, :, 1])
+        np.maximum(m, Z6[:, :, 1, :, 0], out=m)
+        np.maximum(m, Z6[:, :, 1, :, 1], out=m)
+        out = m + b[:, None, None, None]
+        cache.update(Z6=Z6, m=m)
+    else:
+        out = Z
+        out += b[:, None, None, None]
+    if relu:
+        np.maximum(out, 0, out=out)
+    cache["out"] = out
+    return out
+
+
+def pool_bias_relu_backward(dout: np.ndarray, cache: dict[str, Any], ws: dict | None = None
+                            ) -> tuple[np.ndarray, np.ndarray]:
+    """Gradients of :func:`pool_bias_relu`: dout has the shape of its output (any layout).
+    Returns (dZ (F, OH, OW, N) CHWN, db (F,)). The pool gradient goes to the first maximum
+    in row-major window order (torch's rule), so ties (flat background regions of MNIST)
+    never duplicate gradient; a cropped last row/column (odd OH or OW) gets zero.
+    """
+    dc = to_chwn(dout)  # (F, PH, PW, N) or (F, OH, OW, N)
+    F = dc.shape[0]
+    if cache["relu"]:
+        dc = dc * (cache["out"] > 0)
+    db = dc.reshape(F, -1).sum(axis=1)
+    if cache["pool"]:
+        Z6, m = cache["Z6"], cache["m"]
+        OH, OW, N = cache["OH"], cache["OW"], dc.shape[3]
+        PH, PW = OH // 2, OW // 2
+        full = workspace(ws, "dZ", (F, OH, OW, N), dc.dtype, zero=True)
+        d6 = full[:, :2 * PH, :2 * PW].reshape(F, PH, 2, PW, 2, N)
+        route_to_first_max([Z6[:, :, pi, :, pj] for pi, pj in WINDOW_2X2], m, dc,
+                           [d6[:, :, pi, :, pj] for pi, pj in WINDOW_2X2])
+        dc = full
+    return dc, db
+
+
 def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1, pad: int = 0,
                    ws: dict | None = None, relu: bool = False, pool: bool = False
                    ) -> tuple[np.ndarray, dict[str, Any]]:
@@ -108,25 +163,8 @@ def conv2d_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 1,
     cols = im2col(xc, kh, kw, stride, pad, ws)
     OH, OW = cols.shape[3], cols.shape[4]
     Z = np.matmul(W.reshape(F, -1), cols.reshape(C * kh * kw, -1))  # (F, OH*OW*N)
-    cache = {"cols": cols, "W": W, "x_shape": xc.shape, "stride": stride, "pad": pad,
-             "relu": relu, "pool": pool, "OH": OH, "OW": OW}
-    if pool:
-        PH, PW = OH // 2, OW // 2
-        if PH < 1 or PW < 1:
-            raise ValueError(f"maxpool: conv output {OH}x{OW} is smaller than the 2x2 window")
-        # (F, PH, 2, PW, 2, N) view of the cropped output: each phase is runs of N
-        Z6 = Z.reshape(F, OH, OW, N)[:, :2 * PH, :2 * PW].reshape(F, PH, 2, PW, 2, N)
-        m = np.maximum(Z6[:, :, 0, :, 0], Z6[:, :, 0, :, 1])
-        np.maximum(m, Z6[:, :, 1, :, 0], out=m)
-        np.maximum(m, Z6[:, :, 1, :, 1], out=m)
-        out = m + b[:, None, None, None]
-        cache.update(Z6=Z6, m=m)
-    else:
-        out = Z.reshape(F, OH, OW, N)
-        out += b[:, None, None, None]
-    if relu:
-        np.maximum(out, 0, out=out)
-    cache["out"] = out
+    cache = {"cols": cols, "W": W, "x_shape": xc.shape, "stride": stride, "pad": pad}
+    out = pool_bias_relu(Z.reshape(F, OH, OW, N), b, relu, pool, cache)
     return from_chwn(out), cache
 
 
@@ -141,20 +179,7 @@ def conv2d_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = Tru
     """
     W, cols = cache["W"], cache["cols"]
     F = W.shape[0]
-    dc = to_chwn(dout)  # (F, PH, PW, N) or (F, OH, OW, N)
-    if cache["relu"]:
-        dc = dc * (cache["out"] > 0)
-    db = dc.reshape(F, -1).sum(axis=1)
-    if cache["pool"]:
-        Z6, m = cache["Z6"], cache["m"]
-        OH, OW, N = cache["OH"], cache["OW"], cache["x_shape"][3]
-        PH, PW = OH // 2, OW // 2
-        # a cropped last row/column (odd OH or OW) is never written: it stays zero
-        full = workspace(ws, "dZ", (F, OH, OW, N), dc.dtype, zero=True)
-        d6 = full[:, :2 * PH, :2 * PW].reshape(F, PH, 2, PW, 2, N)
-        route_to_first_max([Z6[:, :, pi, :, pj] for pi, pj in WINDOW_2X2], m, dc,
-                           [d6[:, :, pi, :, pj] for pi, pj in WINDOW_2X2])
-        dc = full
+    dc, db = pool_bias_relu_backward(dout, cache, ws)
     dc = dc.reshape(F, -1)
     K = cols.shape[0] * cols.shape[1] * cols.shape[2]
     dW = weight_grad(dc, cols.reshape(K, -1), W.shape)
