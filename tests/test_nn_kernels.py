@@ -244,46 +244,60 @@ def test_prefer_rows_for_inference_and_for_large_training_convs(monkeypatch):
     assert not prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=False)
 
 
-# (N, C, H, W, F, kh, kw, pad) for the stride-1 FFT kernel: odd, even and non-square sizes (odd FFT
-# lengths have no Nyquist column), non-square kernels, pad 0-2, a kernel as large as the input
-SPECTRAL_CASES = [
+# (N, C, H, W, F, kh, kw, pad): odd and non-square sizes, odd conv outputs (pool floor), pad 1-2
+BLOCK_CASES = [
     (2, 1, 7, 7, 3, 3, 3, 0),
     (3, 2, 9, 6, 4, 3, 3, 1),
     (2, 3, 8, 11, 2, 5, 5, 2),
     (2, 2, 10, 9, 5, 2, 3, 0),
     (4, 1, 28, 28, 6, 5, 5, 0),
-    (2, 3, 12, 12, 4, 5, 5, 0),
-    (2, 2, 5, 5, 3, 5, 5, 0),
+    (2, 3, 6, 5, 2, 1, 1, 0),
+    (2, 2, 5, 6, 3, 4, 4, 2),
+    (2, 4, 12, 12, 4, 5, 5, 0),
 ]
+# the FFT kernel takes any stride-1 conv: the same cases (odd FFT lengths have no Nyquist column),
+# and a kernel as large as its input
+SPECTRAL_CASES = BLOCK_CASES + [(2, 2, 5, 5, 3, 5, 5, 0)]
+
+
+def _check_against_fused_reference(forward, backward, x, Wt, b, p, relu, pool, rng, ws, tol):
+    """Run ``forward(ws)`` and ``backward(dout, cache, ws)`` of a fused conv kernel twice (the second
+    pass reuses the workspace buffers) against the composition of the slow references; return the
+    last (dout, cache, dW)."""
+    ref = K.conv_block_forward_ref(x, Wt, b, p, relu, pool)
+    for _ in range(2):
+        out, cache = forward(ws)
+        assert out.dtype == x.dtype
+        np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+        dout = rng.standard_normal(out.shape)
+        dx, dW, db = backward(dout, cache, ws)
+        for got, want in zip((dx, dW, db), K.conv_block_backward_ref(dout, x, Wt, b, p, relu, pool)):
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    return dout, cache, dW
+
+
+def _stride1_case(case: tuple, seed: int):
+    """(rng, x (N, C, H, W), W (F, C, kh, kw), b (F,)) in float64 for a case of BLOCK_CASES' form."""
+    N, C, H, W, F, kh, kw, _ = case
+    rng = np.random.default_rng(seed)
+    return rng, rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, kh, kw)), rng.standard_normal(F)
 
 
 @pytest.mark.parametrize("relu,pool", [(False, False), (True, False), (False, True), (True, True)])
 @pytest.mark.parametrize("case", SPECTRAL_CASES, ids=lambda c: "N{}C{}H{}W{}F{}k{}x{}p{}".format(*c))
 def test_fft_conv_matches_reference_composition(case, relu, pool):
     N, C, H, W, F, kh, kw, p = case
-    rng = np.random.default_rng(sum(case) + 5 * relu + pool)
-    x = rng.standard_normal((N, C, H, W))
-    Wt = rng.standard_normal((F, C, kh, kw))
-    b = rng.standard_normal(F)
+    rng, x, Wt, b = _stride1_case(case, sum(case) + 5 * relu + pool)
     if pool and (H + 2 * p - kh + 1 < 2 or W + 2 * p - kw + 1 < 2):
         with pytest.raises(ValueError, match="smaller than the 2x2 window"):
             K.conv_fft_forward(x, Wt, b, 1, p, {}, relu, pool)
         return
-    conv = K.conv2d_forward_ref(x, Wt, b, 1, p)
-    act = np.maximum(conv, 0) if relu else conv
-    ref = K.maxpool_forward_ref(act, 2, 2) if pool else act
-    out, cache = K.conv_fft_forward(x, Wt, b, 1, p, {}, relu, pool)
-    assert out.dtype == np.float64
-    np.testing.assert_allclose(out, ref, rtol=1e-10, atol=1e-10)
-    dout = rng.standard_normal(out.shape)
-    dx, dW, db = K.conv_fft_backward(dout, cache)
-    d = K.maxpool_backward_ref(dout, act, 2, 2) if pool else dout
-    d = d * (conv > 0) if relu else d
-    rdx, rdW, rdb = K.conv2d_backward_ref(d, x, Wt, 1, p)
-    np.testing.assert_allclose(dx, rdx, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(dW, rdW, rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(db, rdb, rtol=1e-10, atol=1e-10)
-    none, dW2, _ = K.conv_fft_backward(dout, cache, need_dx=False)
+    ws: dict = {}
+    dout, cache, dW = _check_against_fused_reference(
+        lambda ws_: K.conv_fft_forward(x, Wt, b, 1, p, ws_, relu, pool),
+        lambda dout_, cache_, ws_: K.conv_fft_backward(dout_, cache_, True, ws_),
+        x, Wt, b, p, relu, pool, rng, ws, tol=1e-10)
+    none, dW2, _ = K.conv_fft_backward(dout, cache, need_dx=False, ws=ws)
     assert none is None
     np.testing.assert_array_equal(dW2, dW)
 
@@ -319,39 +333,19 @@ def test_prefer_spectral_for_large_5x5_training_convs_only():
     assert not prefer_spectral(32, 64, 5, 5, 12, 12, 2, 0, training=True)  # strided
     assert not prefer_spectral(32, 64, 5, 5, 12, 12, 1, 0, training=False)  # inference stays on GEMM
 
-# (N, C, H, W, F, kh, kw, pad): odd and non-square sizes, odd conv outputs (pool floor), pad 1-2
-BLOCK_CASES = [
-    (2, 1, 7, 7, 3, 3, 3, 0),
-    (3, 2, 9, 6, 4, 3, 3, 1),
-    (2, 3, 8, 11, 2, 5, 5, 2),
-    (2, 2, 10, 9, 5, 2, 3, 0),
-    (4, 1, 28, 28, 6, 5, 5, 0),
-    (2, 3, 6, 5, 2, 1, 1, 0),
-    (2, 2, 5, 6, 3, 4, 4, 2),
-    (2, 4, 12, 12, 4, 5, 5, 0),
-]
+
 
 
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("pool", [False, True])
 @pytest.mark.parametrize("case", BLOCK_CASES, ids=lambda c: "N{}C{}H{}W{}F{}k{}x{}p{}".format(*c))
 def test_fused_conv_block_matches_reference_composition(case, relu, pool):
-    N, C, H, W, F, kh, kw, p = case
-    rng = np.random.default_rng(sum(case) + 2 * relu + pool)
-    x = rng.standard_normal((N, C, H, W))
-    Wt = rng.standard_normal((F, C, kh, kw))
-    b = rng.standard_normal(F)
-    ref = K.conv_block_forward_ref(x, Wt, b, p, relu, pool)
-    ws: dict = {}
-    for _ in range(2):  # the second pass reuses the workspace buffers
-        out, cache = K.conv_block_forward(x, Wt, b, p, relu, pool, ws)
-        np.testing.assert_allclose(out, ref, rtol=1e-12, atol=1e-12)
-        dout = rng.standard_normal(out.shape)
-        dx, dW, db = K.conv_block_backward(dout, cache, True, ws)
-        rdx, rdW, rdb = K.conv_block_backward_ref(dout, x, Wt, b, p, relu, pool)
-        np.testing.assert_allclose(dx, rdx, rtol=1e-11, atol=1e-11)
-        np.testing.assert_allclose(dW, rdW, rtol=1e-11, atol=1e-11)
-        np.testing.assert_allclose(db, rdb, rtol=1e-11, atol=1e-11)
+    p = case[-1]
+    rng, x, Wt, b = _stride1_case(case, sum(case) + 2 * relu + pool)
+    _check_against_fused_reference(
+        lambda ws_: K.conv_block_forward(x, Wt, b, p, relu, pool, ws_),
+        lambda dout_, cache_, ws_: K.conv_block_backward(dout_, cache_, True, ws_),
+        x, Wt, b, p, relu, pool, rng, {}, tol=1e-11)
 
 
 @pytest.mark.parametrize("kernel", ["block", "gemm"])

@@ -99,6 +99,18 @@ def test_fused_execution_plan_equals_layer_by_layer(name):
 
 
 
+def _fused_and_plain_after_one_step(name: str):
+    """Preset ``name`` (dropout off) built fused and layer by layer in float64, the same weights,
+    after one forward and backward pass over the same four random images."""
+    spec = [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in preset_spec(name)]
+    fused = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64)
+    plain = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64, fuse=False)
+    rng = np.random.default_rng(1)
+    x, y = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
+    _one_backward_pass((fused, plain), x, y)
+    return fused, plain
+
+
 @pytest.mark.parametrize("name", ["seed-keras", "deep", "seed-torch"])
 def test_row_blocked_training_steps_equal_layer_by_layer(name, monkeypatch):
     # training takes the row-blocked conv kernel only for large batches; force it at any size
@@ -108,12 +120,7 @@ def test_row_blocked_training_steps_equal_layer_by_layer(name, monkeypatch):
     monkeypatch.setattr(fusion, "ROWS_MIN_BYTES", 0)
     monkeypatch.setattr(fusion, "ROWS_MIN_BYTES_SHRINKING", 0)
     monkeypatch.setattr(fusion, "SPECTRAL_MIN_MACS", float("inf"))  # not the FFT kernel (tested below)
-    spec = [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in preset_spec(name)]
-    fused = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64)
-    plain = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64, fuse=False)
-    rng = np.random.default_rng(1)
-    x, y = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
-    _one_backward_pass((fused, plain), x, y)
+    fused, plain = _fused_and_plain_after_one_step(name)
     convs = [s for s in fused.plan if type(s).__name__ == "FusedConv" and not s.block]
     assert convs and all(s._bwd is fusion.K.conv_rows_backward for s in convs)
     for k, g in plain.gradients().items():
@@ -125,12 +132,7 @@ def test_fft_training_steps_equal_layer_by_layer(name):
     # their large 5x5 convs train on the FFT kernel: the gradients must be the separate layers' too
     from pipeline.nn import fusion
 
-    spec = [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in preset_spec(name)]
-    fused = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64)
-    plain = build_model(spec, (1, 28, 28), np.random.default_rng(5), dtype=np.float64, fuse=False)
-    rng = np.random.default_rng(1)
-    x, y = rng.random((4, 1, 28, 28)), rng.integers(0, 10, 4)
-    _one_backward_pass((fused, plain), x, y)
+    fused, plain = _fused_and_plain_after_one_step(name)
     spectral = [s for s in fused.plan if type(s).__name__ == "FusedConv" and s._bwd is fusion.K.conv_fft_backward]
     assert len(spectral) == {"seed-torch": 2, "strong": 1}[name]
     for k, g in plain.gradients().items():
