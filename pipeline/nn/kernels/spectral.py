@@ -15,8 +15,9 @@ layer is decided in :mod:`pipeline.nn.fusion` (:func:`pipeline.nn.fusion.prefer_
 The results equal im2col's to float32 rounding (relative 1e-6), not bit for bit.
 
 Memory is CHWN (:mod:`.layout`); the epilogue (2x2 max-pool, bias, ReLU) is im2col's
-(:func:`.im2col.pool_bias_relu`). The slow reference is :func:`.im2col.conv2d_forward_ref`
-and :func:`.im2col.conv2d_backward_ref` (windows, no transforms at all).
+(:func:`.im2col.pool_bias_relu`). The slow reference is the window loop of
+:func:`.im2col.conv2d_forward_ref` and :func:`.im2col.conv2d_backward_ref` composed with the
+reference ReLU and pool (:func:`.phase.conv_block_forward_ref`): no transforms at all.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def _signal(spectrum: np.ndarray, size: tuple[int, int], rows: slice, cols: slic
     return scipy.fft.irfft(columns, n=size[1], axis=1, workers=THREADS)[:, cols]
 
 
-def _spatial_first(a: np.ndarray, ws: dict | None, key: str, size: tuple[int, int], pad: int = 0) -> np.ndarray:
+def _spatial_first(a: np.ndarray, ws: dict | None, key: str, pad: int = 0) -> np.ndarray:
     """(A, h, w, B) CHWN memory -> (h + 2*pad, w + 2*pad, A, B) with ``a`` inside a zero border.
 
     Spatial axes first: the FFTs then run over the leading axes (many long lines at once) and
@@ -76,7 +77,7 @@ def conv_fft_forward(x: np.ndarray, W: np.ndarray, b: np.ndarray, stride: int = 
     N, _, H, Wd = x.shape
     size = (H + 2 * pad, Wd + 2 * pad)
     OH, OW = size[0] - kh + 1, size[1] - kw + 1
-    X = _spectrum(_spatial_first(to_chwn(x), ws, "x", size, pad), size).reshape(-1, C, N)   # (Fq, C, N)
+    X = _spectrum(_spatial_first(to_chwn(x), ws, "x", pad), size).reshape(-1, C, N)   # (Fq, C, N)
     Wconj = np.conj(_spectrum(W.transpose(2, 3, 0, 1), size)).reshape(-1, F, C)            # (Fq, F, C)
     Y = np.matmul(Wconj, X)                                                                # (Fq, F, N)
     Z = _signal(Y.reshape(size[0], -1, F, N), size, slice(0, OH), slice(0, OW))            # (OH, OW, F, N)
@@ -96,7 +97,7 @@ def conv_fft_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = T
     _, H, Wd, N = cache["x_shape"]
     size = (H + 2 * pad, Wd + 2 * pad)
     dz, db = pool_bias_relu_backward(dout, cache, ws)                                     # (F, OH, OW, N)
-    dZ = _spectrum(_spatial_first(dz, ws, "dz", dz.shape[1:3]), size).reshape(-1, F, N)   # (Fq, F, N)
+    dZ = _spectrum(_spatial_first(dz, ws, "dz"), size).reshape(-1, F, N)   # (Fq, F, N)
     # conj(dZ) @ X^T, the spectrum of the correlation of x with dz, as conj(dZ @ conj(X)^T):
     # conjugating the small (F, C) products instead of the large dZ
     dWf = np.conj(np.matmul(dZ, np.conj(X).transpose(0, 2, 1)))                          # (Fq, F, C)
