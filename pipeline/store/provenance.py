@@ -9,7 +9,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-LIBRARIES = ("numpy", "pandas", "luigi", "jinja2", "matplotlib")
+LIBRARIES = ("numpy", "scipy", "pandas", "luigi", "jinja2", "matplotlib")  # scipy: the engine's FFT convolution
 
 
 def _version(name: str) -> str | None:
