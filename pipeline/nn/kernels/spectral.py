@@ -28,22 +28,22 @@ import scipy.fft
 
 from pipeline.nn.kernels.im2col import pool_bias_relu, pool_bias_relu_backward
 from pipeline.nn.kernels.layout import from_chwn, to_chwn, workspace
-from pipeline.nn.kernels.parallel import THREADS
+from pipeline.nn.kernels import parallel
 
 
 def _spectrum(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The 2-D real FFT over the leading (spatial) axes of ``a`` (h, w, A, B), zero-padded at the
     end to ``size`` = (H, W): (H, W//2+1, A, B) complex. Row by row first, so padded rows cost
     nothing; the column pass then runs in place."""
-    rows = scipy.fft.rfft(a, n=size[1], axis=1, workers=THREADS)
-    return scipy.fft.fft(rows, n=size[0], axis=0, overwrite_x=rows.shape[0] == size[0], workers=THREADS)
+    rows = scipy.fft.rfft(a, n=size[1], axis=1, workers=parallel.THREADS)
+    return scipy.fft.fft(rows, n=size[0], axis=0, overwrite_x=rows.shape[0] == size[0], workers=parallel.THREADS)
 
 
 def _signal(spectrum: np.ndarray, size: tuple[int, int], rows: slice, cols: slice) -> np.ndarray:
     """The inverse of :func:`_spectrum`, only at ``rows`` and ``cols`` of the (H, W) signal:
     (len(rows), len(cols), A, B) real, a view. ``spectrum`` (H, W//2+1, A, B) is overwritten."""
-    columns = scipy.fft.ifft(spectrum, axis=0, overwrite_x=True, workers=THREADS)[rows]
-    return scipy.fft.irfft(columns, n=size[1], axis=1, workers=THREADS)[:, cols]
+    columns = scipy.fft.ifft(spectrum, axis=0, overwrite_x=True, workers=parallel.THREADS)[rows]
+    return scipy.fft.irfft(columns, n=size[1], axis=1, workers=parallel.THREADS)[:, cols]
 
 
 def _spatial_first(a: np.ndarray, ws: dict | None, key: str, pad: int = 0) -> np.ndarray:
