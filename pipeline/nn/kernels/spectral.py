@@ -99,7 +99,7 @@ def conv_fft_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = T
     dz, db = pool_bias_relu_backward(dout, cache, ws)                                     # (F, OH, OW, N)
     dZ = _spectrum(_spatial_first(dz, ws, "dz"), size).reshape(-1, F, N)   # (Fq, F, N)
     # conj(dZ) @ X^T, the spectrum of the correlation of x with dz, as conj(dZ @ conj(X)^T):
-    # conjugating the small (F, C) products instead of the large dZ
+    # conjugating X (C rows per frequency) and the (F, C) products rather than dZ (F rows, F > C here)
     dWf = np.conj(np.matmul(dZ, np.conj(X).transpose(0, 2, 1)))                          # (Fq, F, C)
     dW = _signal(dWf.reshape(size[0], -1, F, C), size, slice(0, kh), slice(0, kw))       # (kh, kw, F, C)
     dW = np.ascontiguousarray(dW.transpose(2, 3, 0, 1))
