@@ -16,6 +16,7 @@ import resource
 import time
 from pathlib import Path
 
+import pipeline  # noqa: F401  (before NumPy: picks OpenBLAS's kernels for this CPU, pipeline/blas.py)
 import numpy as np
 
 from pipeline.nn import Adam, SoftmaxCrossEntropy, build_model, preset_spec

@@ -50,9 +50,11 @@ def _threads_from_argv(default: str = "2") -> str:
 
 os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
 
+import pipeline  # noqa: E402,F401  (before NumPy: picks OpenBLAS's kernels for this CPU, pipeline/blas.py)
 import numpy as np  # noqa: E402
 
 from pipeline.nn import Adam, SoftmaxCrossEntropy, build_model, preset_spec  # noqa: E402
+from pipeline.store import provenance  # noqa: E402
 
 MIRROR = Path(__file__).resolve().parents[1] / "data" / "mirror" / "mnist"
 
@@ -183,7 +185,9 @@ def main(argv=None) -> None:
     opt_t = torch.optim.Adam(net.parameters(), lr=1e-3)
     print(f"preset {args.preset}: {model.num_params():,} parameters; data: {source}; batch {args.batch}, "
           f"Adam(1e-3), {args.steps} timed steps x {args.repeats} repeats after {args.warmup} warm-up steps")
-    print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}), "
+    kernels = "/".join(sorted({str(b["architecture"]) for b in provenance.blas()}))
+    print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
+          f"OpenBLAS kernels {kernels}), "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); {args.clock} clock; "
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"engine conv kernels (training): {conv_kernels(model, args.batch)}")

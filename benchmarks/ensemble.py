@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import pipeline  # noqa: F401  (before NumPy: picks OpenBLAS's kernels for this CPU, pipeline/blas.py)
 import numpy as np
 
 from pipeline import store
