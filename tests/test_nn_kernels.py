@@ -235,9 +235,9 @@ def test_prefer_rows_for_inference_and_for_large_training_convs(monkeypatch):
     assert prefer_rows(32, 3, 3, 8, 8, 1, 1, 100, 4, training=True)  # deep's 32->64 conv on 8x8: 7 MB
     assert not prefer_rows(1, 3, 3, 28, 28, 1, 1, 100, 4, training=True)  # 3 MB: stays in cache anyway
     assert prefer_rows(16, 5, 5, 24, 24, 1, 0, 100, 4, training=True)  # seed-torch's 2nd conv: 61 MB
-    assert not prefer_rows(32, 5, 5, 12, 12, 1, 0, 100, 4, training=True)  # strong's 2nd conv: 20 MB, shrinking
-    assert not prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=True)  # the default twoconv's 2nd conv
-    assert not prefer_rows(16, 5, 5, 12, 12, 1, 0, 256, 4, training=True)  # ... also at batch 256 (26 MB)
+    assert prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=True)  # the default twoconv's 2nd conv: 10 MB
+    assert prefer_rows(6, 5, 5, 14, 14, 1, 0, 100, 4, training=True)  # lenet5's 2nd conv: 6 MB, shrinking
+    assert not prefer_rows(6, 5, 5, 14, 14, 1, 0, 50, 4, training=True)  # ... at batch 50: 3 MB
     assert not prefer_rows(32, 3, 3, 28, 28, 2, 1, 100, 4, training=True)  # strided
     monkeypatch.setattr(parallel, "THREADS", 2)  # threaded BLAS: one GEMM call per block wakes the threads
     assert not prefer_rows(32, 3, 3, 28, 28, 1, 1, 100, 4, training=True)

@@ -111,14 +111,13 @@ def _fused_and_plain_after_one_step(name: str):
     return fused, plain
 
 
-@pytest.mark.parametrize("name", ["seed-keras", "deep", "seed-torch"])
+@pytest.mark.parametrize("name", ["seed-keras", "deep", "seed-torch", "twoconv"])
 def test_row_blocked_training_steps_equal_layer_by_layer(name, monkeypatch):
     # training takes the row-blocked conv kernel only for large batches; force it at any size
     from pipeline.nn import fusion
 
     monkeypatch.setattr(fusion.parallel, "THREADS", 1)  # it runs with single-threaded BLAS only
     monkeypatch.setattr(fusion, "ROWS_MIN_BYTES", 0)
-    monkeypatch.setattr(fusion, "ROWS_MIN_BYTES_SHRINKING", 0)
     monkeypatch.setattr(fusion, "SPECTRAL_MIN_MACS", float("inf"))  # not the FFT kernel (tested below)
     fused, plain = _fused_and_plain_after_one_step(name)
     convs = [s for s in fused.plan if type(s).__name__ == "FusedConv" and not s.block]

@@ -34,12 +34,12 @@ def prefer_block(C: int, kh: int, kw: int, pool: bool) -> bool:
 # from 11 MB up (their input gradient is a blocked correlation, no col2im at all), 0.95-0.99x
 # at 7 MB (deep's 32->64 conv on 8x8), about 1.0-1.1x at 3 MB, where the whole matrix stays
 # in cache anyway (the first convs, which need no input gradient). Convs that shrink their
-# input (5x5 valid) fold their input gradient either way: 0.80x for seed-torch's 61 MB
-# 16->32 conv, 1.0-1.1x at 10-20 MB (strong, seed-torch's third conv), so they take it
-# only once the matrix outgrows the 32 MB L3. The default network (twoconv: 10 MB) stays
-# on the whole-batch kernel, so its trained bits do not change.
+# input (5x5 valid) fold their input gradient either way; timed alone, layer by layer, they
+# gained only from 32 MB up, but in whole training steps (where the previous layers have
+# evicted the cache; /work/notes/study7, two models alternating in one process, 1 thread)
+# the blocks won from 6 MB: lenet5 0.88x (its 6->16 conv, 6 MB), twoconv 0.94x (16->32,
+# 10 MB), seed-torch 0.98x (its first conv, 6 MB).
 ROWS_MIN_BYTES = 4 << 20
-ROWS_MIN_BYTES_SHRINKING = 32 << 20
 
 
 def prefer_rows(C: int, kh: int, kw: int, H: int, W: int, stride: int, pad: int, N: int, itemsize: int,
@@ -59,10 +59,7 @@ def prefer_rows(C: int, kh: int, kw: int, H: int, W: int, stride: int, pad: int,
     if not training:
         return True
     OH, OW = K.conv_output_size(H, kh, stride, pad), K.conv_output_size(W, kw, stride, pad)
-    size = C * kh * kw * OH * OW * N * itemsize
-    if stride == 1 and H * W <= OH * OW:
-        return size >= ROWS_MIN_BYTES
-    return stride == 1 and size >= ROWS_MIN_BYTES_SHRINKING
+    return stride == 1 and C * kh * kw * OH * OW * N * itemsize >= ROWS_MIN_BYTES
 
 
 # Multiply-adds per image of a conv's GEMM from which the FFT kernel trains it (5x5 kernels and
