@@ -8,6 +8,7 @@ from luigi.util import inherits
 
 from tasks.base import PipelineTask
 from tasks.config import checking_settings
+from tasks.cores import worker_share_of_cores
 from tasks.data import PrepareData
 from tasks.train import NeutralDefaults, NeutralIntParameter, TrainCNN, model_name
 
@@ -68,7 +69,8 @@ class EvaluateCNN(NeutralDefaults, PipelineTask):
         members = [Member(model_state=store.read_verified(Path(t.path)),
                           training=store.read_verified(Path(t.path).parent / RESULT_FILE)["summary"])
                    for t in self.input()["models"]]
-        result = ensemble_stage(members, self.load_input("data"), progress=self.progress, tta=self.tta)
+        with worker_share_of_cores("EvaluateCNN"):
+            result = ensemble_stage(members, self.load_input("data"), progress=self.progress, tta=self.tta)
         self.write_result(result)
         s = result.summary
         log.info("EvaluateCNN: test accuracy %.4f (95%% CI %.4f-%.4f), ECE %.4f%s%s",

@@ -18,6 +18,7 @@ from pipeline.nn.optim import OPTIMIZERS, SCHEDULES
 from pipeline.nn.train import ELASTIC_SIGMA
 from tasks.base import PipelineTask
 from tasks.config import checking_settings, data_path, run_name
+from tasks.cores import worker_share_of_cores
 from tasks.data import PrepareData
 
 log = logging.getLogger("luigi-interface")
@@ -167,7 +168,9 @@ class TrainCNN(NeutralDefaults, PipelineTask):
         from pipeline.train.stage import train_stage
 
         data = self.load_input()
-        result = train_stage(data, self.preset, self.train_config(), self.checkpoint_dir(), progress=self.progress)
+        with worker_share_of_cores("TrainCNN"):
+            result = train_stage(data, self.preset, self.train_config(), self.checkpoint_dir(),
+                                 progress=self.progress)
         self.write_result(result)
         shutil.rmtree(self.checkpoint_dir(), ignore_errors=True)
         s = result.summary

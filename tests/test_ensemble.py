@@ -342,3 +342,35 @@ def test_two_workers_train_an_ensemble_through_luigid(luigid, tmp_path, mnist_di
     # the whole run is done: the same command again has nothing to do, and says so with exit code 0
     again = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and not _done(again.stdout + again.stderr), again.stderr[-3000:]
+
+
+# --- one luigi process, two workers: each trains on its share of the cores ----------------------
+
+THREADS_LINE = re.compile(r"(TrainCNN|EvaluateCNN): (\d+) BLAS thread\(s\) \((\d+) Luigi worker\(s\) on (\d+) cores\)")
+
+
+def _evaluate_ensemble_cli(tmp_path: Path, mnist_dir: Path, env: dict[str, str]) -> str:
+    """Run the real `luigi` command for a 2-member ensemble's EvaluateCNN with 2 local workers; its log."""
+    cmd = ["luigi", "--module", "tasks", "EvaluateCNN", "--local-scheduler", "--workers", "2",
+           "--storage-data-dir", str(tmp_path / "data"), "--storage-report-dir", str(tmp_path / "reports"),
+           "--FetchMNIST-mirrors", json.dumps([str(mnist_dir)]),
+           "--ensemble", "2", "--train-limit", "600", "--epochs", "1", "--preset", "simple", "--seed", "8"]
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stderr
+
+
+def test_two_local_workers_split_the_cores_between_them(tmp_path, mnist_dir):
+    import os
+
+    from pipeline.nn.kernels.parallel import THREAD_VARIABLES, threads_per_process, usable_cores
+
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
+    log = _evaluate_ensemble_cli(tmp_path / "shared", mnist_dir, env)
+    lines = THREADS_LINE.findall(log)
+    share = threads_per_process(2)
+    assert sorted(task for task, *_ in lines) == ["EvaluateCNN", "TrainCNN", "TrainCNN"], log[-3000:]
+    assert {(int(t), int(w), int(c)) for _, t, w, c in lines} == {(share, 2, usable_cores())}
+    # a thread count the user set is theirs: no task changes it
+    log = _evaluate_ensemble_cli(tmp_path / "user", mnist_dir, {**env, "OPENBLAS_NUM_THREADS": "1"})
+    assert THREADS_LINE.findall(log) == [] and "TrainCNN: best epoch" in log

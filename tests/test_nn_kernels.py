@@ -482,6 +482,22 @@ def test_split_run_covers_the_range_once_and_reraises():
         parallel.split_run(boom, 4, parallel.MIN_ITEMS)
 
 
+def test_processes_share_the_cores_and_the_limit_reaches_openblas(monkeypatch):
+    from threadpoolctl import threadpool_info
+
+    from pipeline.nn.kernels import parallel
+
+    assert [parallel.threads_per_process(w, cores=2) for w in (1, 2, 3)] == [2, 1, 1]
+    assert parallel.threads_per_process(2, cores=8) == 4 and parallel.threads_per_process(0, cores=4) == 4
+    monkeypatch.setattr(parallel, "THREADS", 2)
+    with parallel.limited_to(1):
+        assert parallel.THREADS == 1
+        assert {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"} == {1}
+        x = np.arange(12.0).reshape(3, 4)
+        np.testing.assert_array_equal(x @ x.T, np.einsum("ik,jk->ij", x, x))  # BLAS still works
+    assert parallel.THREADS == 2  # restored
+
+
 def test_split_run_works_in_a_forked_child_after_the_parent_used_its_threads(monkeypatch):
     # Luigi forks worker processes: a pool made in the parent must not be reused (its threads are gone)
     import multiprocessing

@@ -20,8 +20,10 @@ serialize (a model to and from a plain dict), losses, optim, averaging (a moving
 average of the weights), digest, train.
 
 Determinism: the same seed gives bit-identical initial parameters, and training
-is bit-identical from run to run for a given OPENBLAS_NUM_THREADS (a different
-thread count can change the last bits of some GEMM sums).
+is bit-identical from run to run for a given BLAS thread count (OPENBLAS_NUM_THREADS,
+or under Luigi each worker's share of the cores, tasks/cores.py) and OpenBLAS kernel
+type (pipeline/blas.py): another thread count can pick another conv kernel
+(fusion.prefer_rows) and change the last bits of some GEMM sums.
 
 Speed: conv -> ReLU -> 2x2 max-pool runs fused (fusion.py); activations live in
 batch-innermost memory so NumPy's copies run in long contiguous stretches

@@ -10,9 +10,10 @@ bit, whatever the number of threads.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import Callable, Iterator
 
 # Split only loops over at least 8M elements (32 MB of float32). Waking a worker thread is
 # cheap on an idle core but can take a scheduler time slice (~16 ms measured) on a busy
@@ -21,17 +22,29 @@ from typing import Callable
 MIN_ITEMS = 1 << 23
 
 
-def _thread_count() -> int:
-    """Threads to use: what OpenBLAS is told to use (OPENBLAS_NUM_THREADS), else the usable cores, at most 4."""
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")  # what OpenBLAS reads, in its order
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_set_by_user() -> int | None:
+    """The BLAS thread count set in the environment (OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS), or None."""
+    for var in THREAD_VARIABLES:
         value = os.environ.get(var, "")
         if value.isdigit() and int(value) > 0:
-            return min(int(value), 4)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(cores, 4))
+            return int(value)
+    return None
+
+
+def _thread_count() -> int:
+    """Threads to use: what OpenBLAS is told to use (OPENBLAS_NUM_THREADS), else the usable cores, at most 4."""
+    return min(threads_set_by_user() or usable_cores(), 4)
 
 
 THREADS = _thread_count()
@@ -46,6 +59,30 @@ def _forget_pool() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
+
+
+def threads_per_process(processes: int, cores: int | None = None) -> int:
+    """Threads for each of ``processes`` processes that compute side by side on this machine's
+    ``cores`` (default: :func:`usable_cores`): an even share, at least 1. Two Luigi workers on
+    two cores get one each: each worker's OpenBLAS otherwise starts a thread per core, and N
+    workers run N times as many threads as cores, which wait on each other's time slices."""
+    return max(1, (usable_cores() if cores is None else cores) // max(1, processes))
+
+
+@contextlib.contextmanager
+def limited_to(threads: int) -> Iterator[None]:
+    """Run the block with OpenBLAS (threadpoolctl) and this module's loops limited to ``threads``.
+    Restores both afterwards. The engine's kernel choices read :data:`THREADS` at call time."""
+    from threadpoolctl import threadpool_limits
+
+    global THREADS
+    saved = THREADS
+    with threadpool_limits(limits=threads, user_api="blas"):
+        THREADS = min(threads, 4)
+        try:
+            yield
+        finally:
+            THREADS = saved
 
 
 def split_run(fn: Callable[[int, int], None], n: int, items: int) -> None:
