@@ -4,6 +4,11 @@ from __future__ import annotations
 import contextlib
 import os
 
+# First: importing pipeline picks OpenBLAS's kernels for this CPU (pipeline/blas.py), which must happen
+# before NumPy loads. Tests that recompute in this process what a `luigi` subprocess computed, bit for
+# bit, need the same kernels the subprocess gets.
+import pipeline  # noqa: F401  isort: skip
+
 from pathlib import Path
 
 import luigi

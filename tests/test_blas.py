@@ -76,3 +76,13 @@ def test_importing_the_tasks_picks_the_kernels_on_this_machine():
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"), reason="Sandybridge kernels are x86-64 only")
 def test_a_coretype_the_user_set_reaches_openblas():
     assert _loaded_kernels("import pipeline", **{CORETYPE_VARIABLE: "Sandybridge"}) == {"Sandybridge"}
+
+
+def test_this_test_process_runs_the_kernels_the_tasks_get():
+    """conftest imports pipeline first, so tests that recompute a subprocess's results bit for bit
+    (the ensemble's member probabilities) run the same OpenBLAS kernels as the `luigi` subprocess."""
+    import numpy  # noqa: F401  (threadpoolctl sees only loaded libraries)
+    from threadpoolctl import threadpool_info
+
+    here = {i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"}
+    assert here == _loaded_kernels("import tasks")
