@@ -71,7 +71,7 @@ class EvaluateCNN(NeutralDefaults, PipelineTask):
                    for t in self.input()["models"]]
         with worker_share_of_cores("EvaluateCNN"):
             result = ensemble_stage(members, self.load_input("data"), progress=self.progress, tta=self.tta)
-        self.write_result(result)
+            self.write_result(result)  # inside: the manifest records the BLAS threads it ran on
         s = result.summary
         log.info("EvaluateCNN: test accuracy %.4f (95%% CI %.4f-%.4f), ECE %.4f%s%s",
                  s["test_accuracy"], s["ci95"][0], s["ci95"][1], s["ece"],

@@ -171,7 +171,7 @@ class TrainCNN(NeutralDefaults, PipelineTask):
         with worker_share_of_cores("TrainCNN"):
             result = train_stage(data, self.preset, self.train_config(), self.checkpoint_dir(),
                                  progress=self.progress)
-        self.write_result(result)
+            self.write_result(result)  # inside: the manifest records the BLAS threads it trained on
         shutil.rmtree(self.checkpoint_dir(), ignore_errors=True)
         s = result.summary
         log.info("TrainCNN: best epoch %d, validation accuracy %.4f, %.1f s, params_sha256 %s",

@@ -42,9 +42,20 @@ def git_state(directory: str | os.PathLike) -> dict[str, Any] | None:
     return {"commit": commit, "dirty": dirty}
 
 
-@functools.lru_cache(maxsize=1)
 def environment() -> dict[str, Any]:
-    """Python and library versions, BLAS, and the git state of the code (computed once per process).
+    """Python and library versions, BLAS, and the git state of the code.
+
+    BLAS is read at each call, because its thread count is what the calling block runs on: a task
+    limits it to its worker's share of the cores (tasks/cores.py), and the engine's kernels, and so a
+    model's bits, depend on it (the Nightly recheck retrains on the count recorded here). The rest is
+    computed once per process (:func:`_process_environment`).
+    """
+    return {**_process_environment(), "blas": blas()}
+
+
+@functools.lru_cache(maxsize=1)
+def _process_environment() -> dict[str, Any]:
+    """What cannot change within a process: Python, library versions, platform, git state.
 
     The git state is that of the directory the package was imported from when it is a
     checkout (``pip install -e .``), else of the current directory (``pip install .`` run
@@ -55,8 +66,13 @@ def environment() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "libraries": {name: _version(name) for name in LIBRARIES},
-        "blas": blas(),
         "platform": platform.platform(),
         "git": git_state(code_dir),
         "code_dir": str(code_dir),
     }
+
+
+def blas_threads(provenance: dict[str, Any]) -> int | None:
+    """The BLAS thread count a :func:`environment` record was made on (None if it names no BLAS)."""
+    counts = [b.get("num_threads") for b in provenance.get("blas", []) if b.get("num_threads")]
+    return max(counts) if counts else None
