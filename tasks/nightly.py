@@ -14,6 +14,7 @@ Nights run oldest first (see :attr:`Nightly.priority`).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import datetime as dt
 import logging
@@ -165,7 +166,7 @@ class Nightly(NeutralDefaults, ReportsProgress, luigi.Task):
             "fingerprint": night.fingerprint(manifests, metrics["parameters"],
                                              store.read_json(FetchMNIST().output().path)),
             "mirror_health": store.read_json(self.input()["mirrors"].path),
-            "recheck": self.recheck_model(metrics["params_sha256"]) if self.recheck else None,
+            "recheck": self.recheck_models() if self.recheck else None,
         }
         previous = night.previous_night(night_dir(self.date).parent, self.date.isoformat())
         current["wall_seconds"] = _command_seconds()
@@ -184,20 +185,36 @@ class Nightly(NeutralDefaults, ReportsProgress, luigi.Task):
                  100 * metrics["test_accuracy"], "same model as the previous night"
                  if current["comparison"].get("same_model") else "model changed or no previous night")
 
-    def recheck_model(self, cached_sha256: str) -> dict:
-        """Retrain from scratch in a scratch directory and compare parameters bit for bit."""
+    def recheck_models(self) -> dict:
+        """Retrain every model of the run (each ensemble member) from scratch in a scratch directory and
+        compare its parameters bit for bit with the cached one's.
+
+        Each retrains on the BLAS thread count its manifest records: the engine's kernels, and with them
+        a model's bits, depend on it, and it depends on ``--workers`` when the model was trained (a
+        member trained by one of two workers ran on half the cores; tasks/cores.py).
+        """
+        from pipeline import store
+        from pipeline.nn.kernels.parallel import limited_to
+        from pipeline.result import RESULT_FILE
+        from pipeline.store.provenance import blas_threads
         from pipeline.train.stage import train_stage
 
-        train = self.clone(TrainCNN)
-        data = train.requires().output_load()  # the prepared splits, verified
-        scratch = Path(tempfile.mkdtemp(prefix=".recheck-", dir=data_path()))
-        try:
-            started = time.monotonic()
-            result = train_stage(data, self.preset, train.train_config(), scratch, progress=self.progress)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-        sha = result.summary["params_sha256"]
-        return {"params_sha256": sha, "identical": sha == cached_sha256, "seconds": time.monotonic() - started}
+        started, members = time.monotonic(), []
+        for member in range(self.ensemble):
+            train = self.clone(TrainCNN, member=member)
+            cached = train.output_load(RESULT_FILE)["summary"]["params_sha256"]
+            threads = blas_threads(store.read_manifest(train.output_dir())["provenance"])
+            data = train.requires().output_load()  # the prepared splits, verified
+            scratch = Path(tempfile.mkdtemp(prefix=".recheck-", dir=data_path()))
+            try:
+                with limited_to(threads) if threads else contextlib.nullcontext():
+                    result = train_stage(data, self.preset, train.train_config(), scratch, progress=self.progress)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            members.append({"member": member, "threads": threads, "params_sha256": result.summary["params_sha256"],
+                            "cached_params_sha256": cached})
+        return {"members": members, "seconds": time.monotonic() - started,
+                "identical": all(m["params_sha256"] == m["cached_params_sha256"] for m in members)}
 
     def write_night(self, record: dict, run_report_dir: Path) -> None:
         """``report_dir/nightly/<date>/``, built whole and swapped in: report, page, record, metrics if passed."""

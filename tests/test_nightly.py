@@ -192,11 +192,35 @@ def test_recheck_retrains_in_a_scratch_directory_and_finds_the_same_model(nights
     assert run.code == 0, run.out[-4000:]
     rec = nights.record("2026-01-02")
     assert rec["recheck"]["identical"] is True
-    assert rec["recheck"]["params_sha256"] == rec["metrics"]["params_sha256"]
+    (model,) = rec["recheck"]["members"]
+    assert model["params_sha256"] == model["cached_params_sha256"] == rec["metrics"]["params_sha256"]
     assert rec["recheck"]["seconds"] > 0
     assert nights.model().stat().st_mtime_ns == model_mtime  # the cached model was not touched
     assert not list((nights.root / "data").glob(".recheck-*"))  # the scratch directory is gone
     assert rec["status"] == "passed"
+
+
+def test_recheck_of_an_ensemble_retrains_every_member_on_the_threads_it_was_trained_on(nights):
+    """The Quick start's shape (--ensemble 2 --workers 2) on a cached member 0 made by one worker:
+    member 0 was trained on both cores, member 1 now on one (each worker's share), and the recheck
+    retrains each on the thread count its manifest records, then compares it with that member."""
+    run = nights.night("2026-01-02", "--ensemble", "2", "--workers", "2", "--recheck", "true")
+    assert run.code == 0, run.out[-4000:]
+    rec = nights.record("2026-01-02")
+    models = sorted((nights.root / "data" / "models").glob("*/manifest.json"))
+    manifests = [json.loads(m.read_text()) for m in models]
+    threads = {int(m["params"].get("member", 0)): m["provenance"]["blas"][0]["num_threads"] for m in manifests}
+    cores = len(os.sched_getaffinity(0))
+    assert threads == {0: cores, 1: max(1, cores // 2)}  # what each member really trained on
+    members = rec["recheck"]["members"]
+    assert [m["member"] for m in members] == [0, 1]
+    assert [m["threads"] for m in members] == [threads[0], threads[1]]
+    assert [m["cached_params_sha256"] for m in members] == [m["params_sha256"] for m in rec["metrics"]["members"]]
+    assert all(m["params_sha256"] == m["cached_params_sha256"] for m in members)
+    assert rec["recheck"]["identical"] is True and rec["status"] == "passed"
+    page = (nights.dir("2026-01-02") / "nightly.html").read_text()
+    assert "ensemble (its default &rarr; 2)" in page  # the first night left it at its (omitted) default
+    assert f"member 1 <code>{members[1]['params_sha256'][:16]}</code> on {threads[1]} BLAS thread(s)." in page
 
 
 def test_night_below_the_pinned_baseline_fails_with_the_reason(nights):
@@ -384,4 +408,4 @@ def test_the_readme_cron_line_writes_one_info_log_per_night(nights, tmp_path):
     log = (project / "logs" / f"nightly-{today}.log").read_text()
     assert f"Night {today} passed" in log and "INFO: " in log and "DEBUG: " not in log
     assert log.count("===== Luigi Execution Summary =====") == 4  # two runs, each summary opened and closed
-    assert (nights.dir(today) / "nightly.json").exists()
+    assert "-k2-" in nights.record(today)["run_id"]  # the line's --ensemble 2 (the Quick start's) reached the night

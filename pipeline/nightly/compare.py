@@ -74,8 +74,10 @@ def gate_failures(current: dict[str, Any], previous: dict[str, Any] | None, *, t
         failures.append(f"test accuracy {acc:.2%} is below the pinned baseline {baseline:.2%} ([nightly] "
                         f"baseline_accuracy) by more than the tolerance of {100 * tolerance:.2f} points")
     recheck = current.get("recheck")
-    if recheck and not recheck["identical"]:
-        failures.append("determinism break: retraining from scratch gave params_sha256 "
-                        f"{recheck['params_sha256']} but the cached model, made by the same code, parameters "
-                        f"and data, has {current['metrics']['params_sha256']}")
+    for model in (recheck or {}).get("members", []):
+        if model["params_sha256"] != model["cached_params_sha256"]:
+            which = f"ensemble member {model['member']}" if len(recheck["members"]) > 1 else "the model"
+            failures.append(f"determinism break: retraining {which} from scratch on {model['threads']} BLAS "
+                            f"thread(s) gave params_sha256 {model['params_sha256']} but the cached one, made by "
+                            f"the same code, parameters and data, has {model['cached_params_sha256']}")
     return failures
