@@ -48,7 +48,9 @@ def _threads_from_argv(default: str = "2") -> str:
     return default
 
 
-os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
+if __name__ == "__main__":  # run as the benchmark; imported (tests/test_nn_torch.py), it must not change the
+    # environment, which every later subprocess of the importing process would inherit
+    os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
 
 import pipeline  # noqa: E402,F401  (before NumPy: picks OpenBLAS's kernels for this CPU, pipeline/blas.py)
 import numpy as np  # noqa: E402
@@ -186,7 +188,7 @@ def main(argv=None) -> None:
     print(f"preset {args.preset}: {model.num_params():,} parameters; data: {source}; batch {args.batch}, "
           f"Adam(1e-3), {args.steps} timed steps x {args.repeats} repeats after {args.warmup} warm-up steps")
     kernels = "/".join(sorted({str(b["architecture"]) for b in provenance.blas()}))
-    print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}, "
+    print(f"numpy {np.__version__} (OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}, "
           f"OpenBLAS kernels {kernels}), "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads); {args.clock} clock; "
           f"load average {os.getloadavg()[0]:.2f}")

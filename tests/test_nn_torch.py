@@ -27,6 +27,17 @@ def _bench():
 bench = _bench()
 
 
+def test_loading_the_benchmark_leaves_the_environment_alone(monkeypatch):
+    """It once set OPENBLAS_NUM_THREADS on import, so every `luigi` subprocess a later test started ran
+    on that count instead of its worker's share of the cores."""
+    import os
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    before = dict(os.environ)
+    _bench()
+    assert dict(os.environ) == before
+
+
 def no_dropout(spec):
     """Dropout masks cannot be shared with torch: compare those nets with rate 0."""
     return [dict(e, rate=0.0) if e["type"] == "dropout" else e for e in spec]
