@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.store.provenance import blas_threads
 from tests.conftest import REPO
 from tests.faultserver import FaultServer, closed_port_url
 
@@ -209,9 +210,10 @@ def test_recheck_of_an_ensemble_retrains_every_member_on_the_threads_it_was_trai
     rec = nights.record("2026-01-02")
     models = sorted((nights.root / "data" / "models").glob("*/manifest.json"))
     manifests = [json.loads(m.read_text()) for m in models]
-    threads = {int(m["params"].get("member", 0)): m["provenance"]["blas"][0]["num_threads"] for m in manifests}
+    threads = {int(m["params"].get("member", 0)): blas_threads(m["provenance"]) for m in manifests}
     cores = len(os.sched_getaffinity(0))
-    assert threads == {0: cores, 1: max(1, cores // 2)}  # what each member really trained on
+    said = [line for line in run.out.splitlines() if "BLAS thread" in line]
+    assert threads == {0: cores, 1: max(1, cores // 2)}, said  # what each member really trained on
     members = rec["recheck"]["members"]
     assert [m["member"] for m in members] == [0, 1]
     assert [m["threads"] for m in members] == [threads[0], threads[1]]

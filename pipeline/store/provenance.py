@@ -20,12 +20,14 @@ def _version(name: str) -> str | None:
 
 
 def blas() -> list[dict[str, Any]]:
-    """The BLAS libraries NumPy loaded, their versions and thread counts (threadpoolctl)."""
+    """The BLAS libraries loaded (NumPy's, and SciPy's once imported), their versions and thread counts
+    (threadpoolctl), and which package ships each ("library": the directory it is in, e.g. numpy.libs)."""
     import numpy  # noqa: F401  (loads the BLAS that threadpoolctl then inspects)
     from threadpoolctl import threadpool_info
 
     keep = ("internal_api", "version", "num_threads", "threading_layer", "architecture")
-    return [{k: info.get(k) for k in keep} for info in threadpool_info() if info.get("user_api") == "blas"]
+    return [{**{k: info.get(k) for k in keep}, "library": Path(info.get("filepath") or "").parent.name}
+            for info in threadpool_info() if info.get("user_api") == "blas"]
 
 
 def git_state(directory: str | os.PathLike) -> dict[str, Any] | None:
@@ -73,6 +75,10 @@ def _process_environment() -> dict[str, Any]:
 
 
 def blas_threads(provenance: dict[str, Any]) -> int | None:
-    """The BLAS thread count a :func:`environment` record was made on (None if it names no BLAS)."""
-    counts = [b.get("num_threads") for b in provenance.get("blas", []) if b.get("num_threads")]
+    """The thread count of NumPy's BLAS in an :func:`environment` record: the one the engine's matrix
+    products run on (SciPy's, loaded later and perhaps after a limit was set, does no engine work).
+    Records made before "library" was kept: the largest count; None if the record names no BLAS."""
+    entries = [b for b in provenance.get("blas", []) if b.get("num_threads")]
+    numpy_entries = [b for b in entries if str(b.get("library", "")).startswith("numpy")]
+    counts = [b["num_threads"] for b in numpy_entries or entries]
     return max(counts) if counts else None
