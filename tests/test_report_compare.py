@@ -215,6 +215,8 @@ def test_provenance_follows_the_manifests_inputs_and_keeps_every_digest(tmp_path
     train = data / "models" / "m-x"
     store.write_json(train / "summary.json", {})
     store.write_manifest(train, {"task": "TrainCNN", "code": {"digest": "t" * 64}, "created": "2026-01-01T00:00:02",
+                                 "provenance": {"blas": [{"library": "scipy.libs", "num_threads": 2},
+                                                         {"library": "numpy.libs", "num_threads": 1}]},
                                  "inputs": {"PrepareData_x": {"path": "/elsewhere/processed/prep-x/manifest.json",
                                                               "sha256": "0" * 64}}})
     fetch = {"train-images-idx3-ubyte.gz": {"sha256_content": "a" * 64, "sha256_gz": "b" * 64, "bytes": 5}}
@@ -225,12 +227,15 @@ def test_provenance_follows_the_manifests_inputs_and_keeps_every_digest(tmp_path
     assert [(s["stage"], s["task"], s["code_digest"][0]) for s in prov["stages"]] == [
         ("preparation", "PrepareData", "p"), ("training", "TrainCNN", "t")]
     assert prov["stages"][0]["git_dirty"] is True and prov["stages"][0]["output"] == "processed/prep-x"
+    # NumPy's BLAS, the one the engine multiplies on; none recorded for the preparation
+    assert [s["blas_threads"] for s in prov["stages"]] == [None, 1]
     assert prov["data"]["train-images-idx3-ubyte.gz"]["sha256_content"] == "a" * 64
     assert prov["report"] == {"task": "RenderReport", "code_digest": "r" * 64}
     assert prov["inputs"] == record["inputs"] and prov["environment"]["python"] == "3.11.0"
     section = provenance.provenance_section(prov)
     html = " ".join(t["html"] for t in section["tables"])
     assert "pppppppppppp…" in html and "cccccccccccc (uncommitted changes)" in html and "a" * 64 in html
+    assert "<th>BLAS threads</th>" in html
     assert ("Git commit", "not a git checkout") in section["headline"]
 
 

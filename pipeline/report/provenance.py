@@ -18,6 +18,8 @@ ACQUISITION_TASK = "FetchMNIST"
 
 
 def _stage_row(label: str, directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.store.provenance import blas_threads
+
     git = (manifest.get("provenance") or {}).get("git") or {}
     return {
         "stage": label,
@@ -28,13 +30,17 @@ def _stage_row(label: str, directory: Path, manifest: dict[str, Any]) -> dict[st
         "created": manifest.get("created"),
         "git_commit": git.get("commit"),
         "git_dirty": git.get("dirty"),
+        # the engine's kernels, and so a model's bits, depend on it: a member trained by one of two
+        # Luigi workers ran on half the cores (tasks/cores.py)
+        "blas_threads": blas_threads(manifest.get("provenance") or {}),
     }
 
 
 def stage_records(stages: dict[str, str | os.PathLike], data_dir: str | os.PathLike | None
                   ) -> list[dict[str, Any]]:
     """One record per output the run used: {"stage", "task", "task_id", "output" (<stage dir>/<name>),
-    "code_digest", "created", "git_commit", "git_dirty"}, oldest first (so upstream first).
+    "code_digest", "created", "git_commit", "git_dirty", "blas_threads" (NumPy's BLAS threads when it was
+    made)}, oldest first (so upstream first).
 
     ``stages`` maps a section id to a stage's output directory; outputs reached only through the
     manifests' inputs under ``data_dir`` (the prepared data, an ensemble's other members) are labelled
@@ -119,17 +125,19 @@ def provenance_section(prov: dict[str, Any]) -> dict[str, Any]:
     git = env.get("git") or {}
     stages = pd.DataFrame(
         [{"stage": r["stage"], "task": r["task"], "output": r["output"], "code digest": _short(r["code_digest"]),
-          "created (UTC)": _when(r["created"]), "git commit": _commit(r["git_commit"], r["git_dirty"])}
+          "created (UTC)": _when(r["created"]), "git commit": _commit(r["git_commit"], r["git_dirty"]),
+          "BLAS threads": r.get("blas_threads") or ""}
          for r in prov["stages"]],
-        columns=["stage", "task", "output", "code digest", "created (UTC)", "git commit"])
+        columns=["stage", "task", "output", "code digest", "created (UTC)", "git commit", "BLAS threads"])
     libraries = pd.DataFrame([{"software": "Python", "version": env.get("python") or ""}]
                              + [{"software": name, "version": version or "not installed"}
                                 for name, version in (env.get("libraries") or {}).items()],
                              columns=["software", "version"])
-    blas = pd.DataFrame([{"library": b.get("internal_api"), "version": b.get("version"),
-                          "threads": b.get("num_threads"), "threading layer": b.get("threading_layer"),
-                          "architecture": b.get("architecture")} for b in env.get("blas") or []],
-                        columns=["library", "version", "threads", "threading layer", "architecture"])
+    blas = pd.DataFrame([{"library": b.get("internal_api"), "shipped in": b.get("library", ""),
+                          "version": b.get("version"), "threads": b.get("num_threads"),
+                          "threading layer": b.get("threading_layer"), "architecture": b.get("architecture")}
+                         for b in env.get("blas") or []],
+                        columns=["library", "shipped in", "version", "threads", "threading layer", "architecture"])
     data = pd.DataFrame([{"file": name, "bytes (gzip)": f"{h['bytes']:,}" if h.get("bytes") else "",
                           "content sha256": h["sha256_content"]} for name, h in prov["data"].items()],
                         columns=["file", "bytes (gzip)", "content sha256"])
