@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import luigi
+import luigi.interface
 from luigi.util import inherits
 
 from pipeline.report.files import INDEX_FILE, METRICS_FILE, REPORT_FILE
@@ -69,6 +70,20 @@ class RenderReport(NeutralDefaults, PipelineTask):
         significant = self.to_str_params(only_significant=True)
         return {key: value for key, value in self.param_kwargs.items() if key in significant}
 
+    def training_threads(self) -> int | None:
+        """The BLAS thread count every model of the run was trained on, as their manifests record it; None
+        (with a warning) when members were trained on different counts, which no one command reproduces."""
+        from pipeline.store import read_manifest
+        from pipeline.store.provenance import blas_threads
+
+        counts = [blas_threads(read_manifest(t.output_dir())["provenance"])
+                  for t in self.requires()["evaluation"].requires()["models"]]
+        if len(set(counts)) == 1:
+            return counts[0]
+        log.warning("RenderReport: the members were trained on different BLAS thread counts (%s), so the "
+                    "rerun command reproduces their accuracy but not their bits", counts)
+        return None
+
     def run(self):
         from pipeline import store
         from pipeline.report.page import run_report, write_run_report
@@ -77,7 +92,8 @@ class RenderReport(NeutralDefaults, PipelineTask):
         stages = {key: self.input_dir(key) for key in self.requires() if key != "acquisition"}
         record = self.manifest_record()  # how the report is made: in its manifest and in metrics.json
         sweep(self.output_dir().parent)
-        report = run_report(self.run_id(), self.parameters(), rerun_command(self),
+        command = rerun_command(self, blas_threads=self.training_threads(), workers=luigi.interface.core().workers)
+        report = run_report(self.run_id(), self.parameters(), command,
                             store.read_json(self.input()["acquisition"].path), stages,
                             report_dir=self.output_dir().parent, data_dir=data_path(), record=record)
         with store.staged_dir(self.output_dir()) as tmp:
@@ -114,9 +130,15 @@ class RunIndex(NeutralDefaults, luigi.Task):
         update_index(report_path(), self.requires().run_id())
 
 
-def rerun_command(task: luigi.Task) -> str:
+def rerun_command(task: luigi.Task, blas_threads: int | None = None, workers: int = 1) -> str:
     """The luigi command line that regenerates ``task``'s run: every significant parameter of
-    RunPipeline, with ``task``'s value, in Luigi's own string form, quoted for a POSIX shell."""
+    RunPipeline, with ``task``'s value, in Luigi's own string form, quoted for a POSIX shell.
+
+    With ``blas_threads`` it starts ``env OPENBLAS_NUM_THREADS=N``: the engine's kernels, and so the
+    models' bits, depend on the thread count they trained on, which ``--workers`` and the machine's cores
+    decide (tasks/cores.py) and no parameter records; the variable fixes it whatever those are. ``env``
+    keeps the line a plain argument list (no shell needed). ``--workers N`` (N > 1) is kept for speed.
+    """
     from luigi.task_register import Register
 
     from tasks.run import RunPipeline  # tasks.run imports this module
@@ -126,7 +148,9 @@ def rerun_command(task: luigi.Task) -> str:
     # parameter is given in its qualified form, --RunPipeline-schedule.
     global_flags = {"--" + (name if bare else f"{family}_{name}").replace("_", "-")
                     for family, bare, name, _ in Register.get_all_params()}
-    parts = ["luigi", "--module", "tasks", "RunPipeline", "--local-scheduler"]
+    parts = (["env", f"OPENBLAS_NUM_THREADS={blas_threads}"] if blas_threads else []) + [
+        "luigi", "--module", "tasks", "RunPipeline", "--local-scheduler"] + (
+        ["--workers", str(workers)] if workers > 1 else [])
     for name, param in sorted(RunPipeline.get_params()):
         if not param.significant:
             continue

@@ -224,6 +224,32 @@ def test_rerun_command_of_an_ensemble_names_it():
     assert _parsed(command).ensemble == 4
 
 
+def test_the_rerun_command_pins_the_members_thread_count_only_when_they_share_one(isolated_storage, caplog):
+    """Each member's manifest records the BLAS threads it trained on; the report's rerun command pins the
+    count when every member has it, and warns (pinning none) when a cached member was trained on another."""
+    from pipeline import store
+    from tasks import RenderReport, TrainCNN
+    from tasks.report import rerun_command
+
+    report = RenderReport(ensemble=2, seed=7)
+
+    def trained_on(member: int, threads: int) -> None:
+        blas = [{"library": "numpy.libs", "num_threads": threads}, {"library": "scipy.libs", "num_threads": 4}]
+        directory = TrainCNN(seed=7, member=member).output_dir()
+        store.write_json(directory / "result.json", {})
+        store.write_manifest(directory, {"task": "TrainCNN", "provenance": {"blas": blas}})
+
+    trained_on(0, 1), trained_on(1, 1)
+    assert report.training_threads() == 1  # NumPy's BLAS, not SciPy's
+    command = rerun_command(report, blas_threads=report.training_threads(), workers=2)
+    assert command.startswith("env OPENBLAS_NUM_THREADS=1 luigi --module tasks RunPipeline --local-scheduler "
+                              "--workers 2 ")
+    trained_on(0, 2)
+    assert report.training_threads() is None
+    assert "different BLAS thread counts ([2, 1])" in caplog.text
+    assert rerun_command(report, blas_threads=None).startswith("luigi ")
+
+
 def test_metrics_of_an_ensemble_are_the_ensembles():
     from pipeline.report.metrics import metrics_record
 

@@ -5,7 +5,8 @@
 - a semantic edit of the normalization code reruns PrepareData and what is downstream of it,
   nothing upstream; a comment-only edit of it, or a README edit, reruns nothing;
 - the rerun_command recorded in metrics.json reproduces the run's params_sha256 from scratch,
-  for a run with a boolean set to false and a non-default float.
+  for a run with a boolean set to false and a non-default float, and for an ensemble trained by two
+  workers even when rerun with one (it pins the BLAS thread count the members trained on).
 """
 from __future__ import annotations
 
@@ -143,3 +144,30 @@ def test_rerun_command_reproduces_params_sha256_from_scratch(mnist_dir, tmp_path
     assert again["params_sha256"] == metrics["params_sha256"]
     assert again["parameters"] == metrics["parameters"]
 
+
+
+def test_rerun_command_of_a_two_worker_ensemble_trains_the_same_members_with_one_worker(mnist_dir, tmp_path):
+    """The Quick start's shape. Two workers on this machine's cores train each member on its share of them
+    (tasks/cores.py); one worker would give a member every core, and the engine's kernels, so its bits,
+    depend on that. The recorded command pins the thread count, so even run with one worker it trains
+    the very same members."""
+    def run(command: list[str], root: Path) -> dict:
+        done = subprocess.run(command + ["--storage-data-dir", str(root / "data"),
+                                         "--storage-report-dir", str(root / "reports")],
+                              cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        (path,) = [p for p in (root / "reports").glob("*/metrics.json") if not p.parent.is_symlink()]
+        return json.loads(path.read_text())
+
+    metrics = run(["luigi", "--module", "tasks", "RunPipeline", "--local-scheduler", *SMALL,
+                   "--ensemble", "2", "--workers", "2"], tmp_path / "first")
+    command = shlex.split(metrics["rerun_command"])
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert command[:3] == ["env", f"OPENBLAS_NUM_THREADS={share}", "luigi"]
+    workers = command.index("--workers")
+    assert command[workers + 1] == "2"
+    del command[workers:workers + 2]  # one worker
+    again = run(command, tmp_path / "second")  # from scratch
+    assert again["run_id"] == metrics["run_id"]
+    assert [m["params_sha256"] for m in again["members"]] == [m["params_sha256"] for m in metrics["members"]]
+    assert again["params_sha256"] == metrics["params_sha256"]
