@@ -203,7 +203,7 @@ class Nightly(NeutralDefaults, ReportsProgress, luigi.Task):
         for member in range(self.ensemble):
             train = self.clone(TrainCNN, member=member)
             cached = train.output_load(RESULT_FILE)["summary"]["params_sha256"]
-            threads = blas_threads(store.read_manifest(train.output_dir())["provenance"])
+            threads = blas_threads(store.read_manifest(train.output_dir()).get("provenance") or {})
             data = train.requires().output_load()  # the prepared splits, verified
             scratch = Path(tempfile.mkdtemp(prefix=".recheck-", dir=data_path()))
             try:

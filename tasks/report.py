@@ -76,7 +76,7 @@ class RenderReport(NeutralDefaults, PipelineTask):
         from pipeline.store import read_manifest
         from pipeline.store.provenance import blas_threads
 
-        counts = [blas_threads(read_manifest(t.output_dir())["provenance"])
+        counts = [blas_threads(read_manifest(t.output_dir()).get("provenance") or {})
                   for t in self.requires()["evaluation"].requires()["models"]]
         if len(set(counts)) == 1:
             return counts[0]

@@ -248,6 +248,10 @@ def test_the_rerun_command_pins_the_members_thread_count_only_when_they_share_on
     assert report.training_threads() is None
     assert "different BLAS thread counts ([2, 1])" in caplog.text
     assert rerun_command(report, blas_threads=None).startswith("luigi ")
+    for member in (0, 1):  # manifests that record no BLAS: nothing to pin, and no failure
+        directory = TrainCNN(seed=7, member=member).output_dir()
+        store.write_manifest(directory, {"task": "TrainCNN"})
+    assert report.training_threads() is None
 
 
 def test_metrics_of_an_ensemble_are_the_ensembles():
