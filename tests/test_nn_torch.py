@@ -71,7 +71,7 @@ def compare(model, x, labels, rtol):
     return net
 
 
-@pytest.mark.parametrize("name", ["simple", "lenet5", "seed-torch", "seed-keras", "deep"])
+@pytest.mark.parametrize("name", ["simple", "lenet5", "seed-torch", "seed-keras", "deep", "kaggle"])
 def test_presets_match_torch_in_float64(name):
     rng = np.random.default_rng(0)
     model = build_model(no_dropout(preset_spec(name)), (1, 28, 28), np.random.default_rng(1), dtype=np.float64)
