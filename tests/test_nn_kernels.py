@@ -158,7 +158,12 @@ def test_conv_rejects_channel_mismatch():
 
 
 # the conv cases plus same-size and growing stride-1 convs (their dx is a blocked correlation)
-ROWS_CASES = CONV_CASES + [(3, 3, 9, 9, 4, 3, 3, 1, 2), (2, 3, 7, 9, 4, 3, 3, 1, 1), (2, 2, 6, 6, 3, 3, 3, 1, 1)]
+# the conv cases, same-size and growing stride-1 convs (their dx is a blocked correlation), and
+# strided ones whose dx goes by phases: kaggle's 5x5/2 "same" downsampling on even and odd sizes,
+# a stride wider than the kernel, an input narrower than the stride
+ROWS_CASES = CONV_CASES + [(3, 3, 9, 9, 4, 3, 3, 1, 2), (2, 3, 7, 9, 4, 3, 3, 1, 1), (2, 2, 6, 6, 3, 3, 3, 1, 1),
+                           (2, 3, 12, 10, 4, 5, 5, 2, 2), (2, 2, 9, 11, 3, 5, 5, 2, 2), (2, 2, 9, 10, 3, 4, 4, 3, 1),
+                           (1, 2, 2, 7, 3, 1, 2, 3, 0)]
 
 
 @pytest.mark.parametrize("block_bytes", [64, 4 << 20])  # one output row per block / the whole image
@@ -238,7 +243,8 @@ def test_prefer_rows_for_inference_and_for_large_training_convs(monkeypatch):
     assert prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=True)  # the default twoconv's 2nd conv: 10 MB
     assert prefer_rows(6, 5, 5, 14, 14, 1, 0, 100, 4, training=True)  # lenet5's 2nd conv: 6 MB, shrinking
     assert not prefer_rows(6, 5, 5, 14, 14, 1, 0, 50, 4, training=True)  # ... at batch 50: 3 MB
-    assert not prefer_rows(32, 3, 3, 28, 28, 2, 1, 100, 4, training=True)  # strided
+    assert prefer_rows(32, 5, 5, 24, 24, 2, 2, 100, 4, training=True)  # kaggle's strided 32->32 conv: 46 MB
+    assert not prefer_rows(32, 5, 5, 8, 8, 2, 2, 20, 4, training=True)  # ... on 8x8 at batch 20: 2 MB
     monkeypatch.setattr(parallel, "THREADS", 2)  # threaded BLAS: one GEMM call per block wakes the threads
     assert not prefer_rows(32, 3, 3, 28, 28, 1, 1, 100, 4, training=True)
     assert not prefer_rows(16, 5, 5, 12, 12, 1, 0, 100, 4, training=False)

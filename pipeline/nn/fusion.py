@@ -38,7 +38,9 @@ def prefer_block(C: int, kh: int, kw: int, pool: bool) -> bool:
 # gained only from 32 MB up, but in whole training steps (where the previous layers have
 # evicted the cache; /work/notes/study7, two models alternating in one process, 1 thread)
 # the blocks won from 6 MB: lenet5 0.88x (its 6->16 conv, 6 MB), twoconv 0.94x (16->32,
-# 10 MB), seed-torch 0.98x (its first conv, 6 MB).
+# 10 MB), seed-torch 0.98x (its first conv, 6 MB). Strided convs (their dx by phases, no fold):
+# kaggle's 5x5/2 convs 0.75x (32->32 on 24x24, 46 MB) and 0.92x (64->64 on 8x8, 10 MB),
+# /work/notes/study10 (1 thread, CPU time, medians of 20 steps).
 ROWS_MIN_BYTES = 4 << 20
 
 
@@ -59,7 +61,7 @@ def prefer_rows(C: int, kh: int, kw: int, H: int, W: int, stride: int, pad: int,
     if not training:
         return True
     OH, OW = K.conv_output_size(H, kh, stride, pad), K.conv_output_size(W, kw, stride, pad)
-    return stride == 1 and C * kh * kw * OH * OW * N * itemsize >= ROWS_MIN_BYTES
+    return C * kh * kw * OH * OW * N * itemsize >= ROWS_MIN_BYTES
 
 
 # Multiply-adds per image of a conv's GEMM from which the FFT kernel trains it (5x5 kernels and

@@ -171,8 +171,9 @@ def conv_rows_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = 
     with the input (``dW[f, c, i, j] = sum cols[f, k-1-i, k-1-j, y, x, n] * x[c, y, x, n]``),
     so the input's columns are never rebuilt (seed-keras's 32->32 conv: 20% faster than the
     whole-batch backward). A stride-1 conv that shrinks its input (the correlation would do
-    more GEMM work) goes to :func:`_shrinking_backward`. Strided convs, and any conv when no
-    dx is wanted, rebuild the input's columns per block for dW and fold W.T @ dZ into dx.
+    more GEMM work) goes to :func:`_shrinking_backward`, a strided one to
+    :func:`_strided_backward` (a correlation per phase of the input). With no dx wanted, the
+    input's columns are rebuilt per block for dW.
     """
     W, xp, stride, pad, rows = cache["W"], cache["xp"], cache["stride"], cache["pad"], cache["rows"]
     F, C, kh, kw = W.shape
@@ -185,9 +186,14 @@ def conv_rows_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = 
     correlate = need_dx and stride == 1 and q_h >= 0 and q_w >= 0 and H * Wd <= OH * OW
     # dZ in full, zero where no pool window reaches (those cells are never written); when
     # correlating, inside the zero border the correlation needs
+    phases = need_dx and stride > 1
     if correlate:
         dzp = workspace(ws, "dzpad", (F, OH + 2 * q_h, OW + 2 * q_w, N), dt, zero=True)
         dZ = dzp[:, q_h:q_h + OH, q_w:q_w + OW]
+    elif phases:
+        (lo_h, hi_h), (lo_w, hi_w) = _phase_padding(kh, pad, stride, H, OH), _phase_padding(kw, pad, stride, Wd, OW)
+        dzp = workspace(ws, "dzpad", (F, lo_h + OH + hi_h, lo_w + OW + hi_w, N), dt, zero=True)
+        dZ = dzp[:, lo_h:lo_h + OH, lo_w:lo_w + OW]
     else:
         dZ = workspace(ws, "dZ", (F, OH, OW, N), dt, zero=True)
     db = np.zeros(F, dt)
@@ -211,31 +217,94 @@ def conv_rows_backward(dout: np.ndarray, cache: dict[str, Any], need_dx: bool = 
             dWf += part
         dW = np.ascontiguousarray(dWf.reshape(F, kh, kw, C)[:, ::-1, ::-1].transpose(0, 3, 1, 2))
         return from_chwn(dx), dW, db
-    if need_dx and stride == 1:
+    if phases:
+        return _strided_backward(dzp, (lo_h, lo_w), cache, ws, db)
+    if need_dx:
         return _shrinking_backward(dZ, cache, ws, db)
-    W2 = W.reshape(F, K)
+    # no dx: dW alone, from the input's columns rebuilt per block
     cols = workspace(ws, "cols_block", (C, kh, kw, rows, OW, N), dt)
     dWt = np.zeros((K, F), dt)  # dW transposed: the long-reduction GEMM runs faster with cols on the left
     part = np.empty((K, F), dt)
-    if need_dx:
-        dxp = np.zeros(xp.shape, dt)
-        dcols = workspace(ws, "dcols_block", (C, kh, kw, rows, OW, N), dt)
     for r0 in range(0, OH, rows):
         r1 = min(OH, r0 + rows)
-        dz = dZ[:, r0:r1].reshape(F, -1)
-        np.matmul(_fill(cols, xp, r0, r1, stride), dz.T, out=part)
+        np.matmul(_fill(cols, xp, r0, r1, stride), dZ[:, r0:r1].reshape(F, -1).T, out=part)
         dWt += part
-        if need_dx:
-            blk = dcols[:, :, :, :r1 - r0]
-            np.matmul(W2.T, dz, out=blk.reshape(K, -1))
-            for i in range(kh):
-                for j in range(kw):
-                    dxp[:, r0 * stride + i:(r1 - 1) * stride + i + 1:stride,
-                        j:j + stride * (OW - 1) + 1:stride] += blk[:, i, j]
-    dW = np.ascontiguousarray(dWt.T).reshape(W.shape)
-    if not need_dx:
-        return None, dW, db
-    return from_chwn(dxp[:, pad:pad + H, pad:pad + Wd]), dW, db
+    return None, np.ascontiguousarray(dWt.T).reshape(W.shape), db
+
+
+def _phase_taps(k: int, pad: int, stride: int, a: int) -> tuple[int, int, int]:
+    """The kernel taps that reach input phase ``a`` of a strided conv (along one axis).
+
+    Input index ``y = stride*u + a`` is reached by taps ``i = r + stride*t`` (t = 0 .. T-1)
+    from output index ``u + s - t``; returns (r, T, s). T is 0 when no tap reaches the phase
+    (a kernel narrower than the stride).
+    """
+    r = (a + pad) % stride
+    return r, max(0, -(-(k - r) // stride)), (a + pad - r) // stride
+
+
+def _phase_padding(k: int, pad: int, stride: int, size: int, out: int) -> tuple[int, int]:
+    """Zero rows (before, after) around dZ's ``out`` rows so every phase's correlation of
+    :func:`_strided_backward` reads inside the buffer; ``size`` is the input's length."""
+    lo = hi = 0
+    for a in range(min(stride, size)):
+        _, T, s = _phase_taps(k, pad, stride, a)
+        if T:
+            lo = max(lo, T - 1 - s)
+            hi = max(hi, -(-(size - a) // stride) - 1 + s - (out - 1))
+    return lo, hi
+
+
+def _strided_backward(dzp: np.ndarray, lows: tuple[int, int], cache: dict[str, Any], ws: dict | None,
+                      db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """dx and dW of a strided conv, from dZ (F, OH, OW, N) inside the zero border of ``dzp``
+    (``lows`` = its top and left widths, :func:`_phase_padding`).
+
+    Split the input into its stride x stride phases (``x[:, a::s, b::s]``): each phase is
+    reached by a sub-kernel of W (taps a stride apart, :func:`_phase_taps`) from dZ at stride
+    1, so its gradient is a plain correlation of dZ with that sub-kernel flipped, blocked as
+    in :func:`conv_rows_backward`: one GEMM per block with the full channel reduction
+    (F * taps), where the column fold does a GEMM with only F to reduce over, writes the whole
+    (C*kh*kw, OH*OW*N) matrix and adds it back kh*kw times. The same columns of dZ, against the
+    phase of the input, give that sub-kernel's dW. The same multiply-adds as the fold.
+    """
+    W, xc, stride = cache["W"], cache["xc"], cache["stride"]
+    F, C, kh, kw = W.shape
+    _, H, Wd, N = cache["x_shape"]
+    pad = cache["pad"]
+    dt = dzp.dtype
+    dx = np.empty((C, H, Wd, N), dt)
+    dW = np.zeros(W.shape, dt)  # taps that reach no input row or column (an input smaller than the stride) stay 0
+    for a in range(min(stride, H)):
+        ra, Ta, sa = _phase_taps(kh, pad, stride, a)
+        for b in range(min(stride, Wd)):
+            rb, Tb, sb = _phase_taps(kw, pad, stride, b)
+            if not (Ta and Tb):  # no tap reaches this phase
+                dx[:, a::stride, b::stride] = 0
+                continue
+            xph = np.ascontiguousarray(xc[:, a::stride, b::stride])  # (C, U, V, N)
+            U, V = xph.shape[1:3]
+            KF = F * Ta * Tb
+            # flipped sub-kernel, channel axes swapped: column (f, t', t'') meets tap t = T-1-t'
+            Wm = np.ascontiguousarray(W[:, :, ra::stride, rb::stride][:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            top, left = lows[0] + sa - (Ta - 1), lows[1] + sb - (Tb - 1)
+            # _fill's strided view is not bounds-checked: the border must hold every window
+            assert top >= 0 and left >= 0 and top + U + Ta - 1 <= dzp.shape[1] and left + V + Tb - 1 <= dzp.shape[2]
+            src = dzp[:, top:, left:]
+            rows = rows_per_block(KF, V, N, dt.itemsize, U)
+            dcols = workspace(ws, f"dcols_phase{a}{b}", (F, Ta, Tb, rows, V, N), dt)
+            dxph = workspace(ws, f"dx_phase{a}{b}", (C, U, V, N), dt)
+            dWm = np.zeros((KF, C), dt)
+            part = np.empty((KF, C), dt)
+            for r0 in range(0, U, rows):
+                r1 = min(U, r0 + rows)
+                blk = _fill(dcols, src, r0, r1, 1)  # (F*Ta*Tb, (r1-r0)*V*N)
+                np.matmul(Wm.reshape(C, KF), blk, out=dxph[:, r0:r1].reshape(C, -1))
+                np.matmul(blk, xph[:, r0:r1].reshape(C, -1).T, out=part)  # long reduction: big operand left
+                dWm += part
+            dx[:, a::stride, b::stride] = dxph
+            dW[:, :, ra::stride, rb::stride] = dWm.reshape(F, Ta, Tb, C)[:, ::-1, ::-1].transpose(0, 3, 1, 2)
+    return from_chwn(dx), dW, db
 
 
 def _shrinking_backward(dZ: np.ndarray, cache: dict[str, Any], ws: dict | None, db: np.ndarray
