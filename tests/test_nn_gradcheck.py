@@ -201,10 +201,13 @@ def test_whole_model_gradients_including_input():
         assert rel_err(grads[name].reshape(-1)[idx], numeric_grad(loss, p, idx)) < TOL, name
 
 
+@pytest.mark.parametrize("chunk_bytes", [256 << 10, 1, 4 * 16 * 9 * 7 * 4])  # one chunk / one channel / 4 of 6
 @pytest.mark.parametrize("shape", [(16, 6, 9, 7), (50, 12)])
-def test_batchnorm_float32_kernel_matches_the_textbook_reference(shape):
-    # the fast layer (fewer passes: a*dy + b*xm + c) against the step-by-step chain rule in float64,
-    # on ReLU-like inputs with a large mean, the regime of seed-keras's conv -> ReLU -> BatchNorm
+def test_batchnorm_float32_kernel_matches_the_textbook_reference(shape, chunk_bytes, monkeypatch):
+    # the fast layer (fewer passes: a*dy + b*xm + c, a few channels at a time) against the step-by-step
+    # chain rule in float64, on ReLU-like inputs with a large mean, the regime of seed-keras's
+    # conv -> ReLU -> BatchNorm
+    monkeypatch.setattr(L.BatchNorm, "CHUNK_BYTES", chunk_bytes)
     rng = np.random.default_rng(31)
     x = (np.maximum(rng.standard_normal(shape), 0) * 3 + 2).astype(np.float32)
     dout = rng.standard_normal(shape).astype(np.float32)
