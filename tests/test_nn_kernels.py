@@ -3,6 +3,9 @@ max-pooling, the phase-plane conv block) against slow, obvious references."""
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -522,3 +525,22 @@ def test_split_run_works_in_a_forked_child_after_the_parent_used_its_threads(mon
         child.kill()
         child.join()
     assert child.exitcode == 0
+
+
+def test_engine_layers_benchmark_times_every_step_of_the_plan():
+    # benchmarks/engine_layers.py, run as documented: one line per step of kaggle's plan, each
+    # strided conv named with its kernel, and a total that is the sum of the lines
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "benchmarks/engine_layers.py", "--preset", "kaggle", "--steps", "2",
+                           "--warmup", "0", "--batch", "8"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    steps = lines[2:-1]
+    assert len(steps) == 19  # 7 fused convs, 7 BatchNorms, 3 dropouts, flatten, dense
+    assert sum(s.startswith("conv 32->32 5x5/2 +relu") for s in steps) == 1
+    assert sum(s.startswith("BatchNorm") for s in steps) == 7
+    times = [(float(s.split()[-3]), float(s.split()[-2])) for s in steps]
+    total = lines[-1].split()
+    assert total[0] == "total"
+    assert float(total[1]) == pytest.approx(sum(f for f, _ in times), abs=0.05 + 0.005 * len(times))
+    assert float(total[2]) == pytest.approx(sum(b for _, b in times), abs=0.05 + 0.005 * len(times))
