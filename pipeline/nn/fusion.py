@@ -39,8 +39,8 @@ def prefer_block(C: int, kh: int, kw: int, pool: bool) -> bool:
 # evicted the cache; /work/notes/study7, two models alternating in one process, 1 thread)
 # the blocks won from 6 MB: lenet5 0.88x (its 6->16 conv, 6 MB), twoconv 0.94x (16->32,
 # 10 MB), seed-torch 0.98x (its first conv, 6 MB). Strided convs (their dx by phases, no fold):
-# kaggle's 5x5/2 convs 0.75x (32->32 on 24x24, 46 MB) and 0.92x (64->64 on 8x8, 10 MB),
-# /work/notes/study10 (1 thread, CPU time, medians of 20 steps).
+# kaggle's 5x5/2 convs 0.81x (32->32 on 24x24, 46 MB) and 0.95x (64->64 on 8x8, 10 MB)
+# (benchmarks/engine_layers.py, 3 rounds alternating with the whole-batch kernel, /work/notes/study10).
 ROWS_MIN_BYTES = 4 << 20
 
 
