@@ -16,31 +16,15 @@ busy waiting. The loss and the optimizer are not timed; the last line sums the s
 from __future__ import annotations
 
 import argparse
-import os
-import sys
+import statistics
+import time
 
+import pipeline  # noqa: F401  (before NumPy: picks OpenBLAS's kernels for this CPU, pipeline/blas.py)
+import numpy as np
 
-def _threads_from_argv(default: str = "1") -> str:
-    """--threads must reach OpenBLAS before NumPy loads, so read it ahead of argparse."""
-    for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
-            return sys.argv[i + 1]
-        if a.startswith("--threads="):
-            return a.split("=", 1)[1]
-    return default
-
-
-if __name__ == "__main__":
-    os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
-
-import statistics  # noqa: E402
-import time  # noqa: E402
-
-import pipeline  # noqa: E402,F401  (before NumPy: picks OpenBLAS's kernels for this CPU, pipeline/blas.py)
-import numpy as np  # noqa: E402
-
-from pipeline.nn import SoftmaxCrossEntropy, build_model, preset_spec  # noqa: E402
-from pipeline.nn.presets import PRESETS  # noqa: E402
+from pipeline.nn import SoftmaxCrossEntropy, build_model, preset_spec
+from pipeline.nn.kernels import parallel
+from pipeline.nn.presets import PRESETS
 
 
 def step_name(step) -> str:
@@ -95,9 +79,10 @@ def main(argv=None) -> None:
     ap.add_argument("--steps", type=int, default=20, help="timed training steps")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--threads", type=int, default=1, help="OpenBLAS threads (and the engine's own loops); read before NumPy loads")
+    ap.add_argument("--threads", type=int, default=1, help="OpenBLAS threads and the engine's own loops (as a Luigi worker limits them)")
     args = ap.parse_args(argv)
-    rows = profile(args.preset, args.steps, args.warmup, args.batch)
+    with parallel.limited_to(args.threads):  # the kernel choices follow, as in a TrainCNN worker
+        rows = profile(args.preset, args.steps, args.warmup, args.batch)
     total_f = sum(r[2] for r in rows)
     total_b = sum(r[3] for r in rows)
     print(f"# {args.preset}, batch {args.batch}, {args.threads} thread(s): median CPU ms of {args.steps} steps")
