@@ -236,8 +236,8 @@ class BatchNorm(Layer):
     convention: r = (1 - momentum) * r + momentum * batch_stat, unbiased variance."""
 
     # Bytes of activations per chunk of channels whose input gradient is finished before the
-    # next: the chunk's four passes then hit cache, not memory (kaggle's BN on 32x26x26 maps:
-    # backward 4.6 -> 3.0 ms, /work/notes/study10). The forward pass measured slower chunked
+    # next: the chunk's four passes then hit cache, not memory (kaggle's first BN, 32x26x26
+    # maps: backward 4.3 -> 2.7 ms, benchmarks/engine_layers.py, /work/notes/study10). The forward pass measured slower chunked
     # (NumPy's per-call cost on 32 channels outweighed the cache) and stays whole.
     CHUNK_BYTES = 256 << 10
 
@@ -319,12 +319,13 @@ class BatchNorm(Layer):
         b = -a * inv * dgamma / dt(M)
         c = -a * dbeta / dt(M)
         dx = np.empty_like(dy)
-        tmp = None
         # its four passes a few channels at a time, each chunk written while it is in cache
         # (elementwise: the same bits whatever the chunks)
-        for ch in self._chunks(dy):
+        chunks = self._chunks(dy)
+        scratch = np.empty_like(xm[chunks[0]])  # the first chunk is the largest
+        for ch in chunks:
+            tmp = scratch[:ch.stop - ch.start]
             np.multiply(dy[ch], a[ch, None], out=dx[ch])
-            tmp = np.empty_like(xm[ch]) if tmp is None or tmp.shape != xm[ch].shape else tmp
             np.multiply(xm[ch], b[ch, None], out=tmp)
             dx[ch] += tmp
             dx[ch] += c[ch, None]

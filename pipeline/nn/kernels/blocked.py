@@ -286,7 +286,8 @@ def _strided_backward(dzp: np.ndarray, lows: tuple[int, int], cache: dict[str, A
             U, V = xph.shape[1:3]
             KF = F * Ta * Tb
             # flipped sub-kernel, channel axes swapped: column (f, t', t'') meets tap t = T-1-t'
-            Wm = np.ascontiguousarray(W[:, :, ra::stride, rb::stride][:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+            Wm = np.ascontiguousarray(W[:, :, ra::stride, rb::stride][:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+                                      ).reshape(C, KF)
             top, left = lows[0] + sa - (Ta - 1), lows[1] + sb - (Tb - 1)
             # _fill's strided view is not bounds-checked: the border must hold every window
             assert top >= 0 and left >= 0 and top + U + Ta - 1 <= dzp.shape[1] and left + V + Tb - 1 <= dzp.shape[2]
@@ -299,7 +300,7 @@ def _strided_backward(dzp: np.ndarray, lows: tuple[int, int], cache: dict[str, A
             for r0 in range(0, U, rows):
                 r1 = min(U, r0 + rows)
                 blk = _fill(dcols, src, r0, r1, 1)  # (F*Ta*Tb, (r1-r0)*V*N)
-                np.matmul(Wm.reshape(C, KF), blk, out=dxph[:, r0:r1].reshape(C, -1))
+                np.matmul(Wm, blk, out=dxph[:, r0:r1].reshape(C, -1))
                 np.matmul(blk, xph[:, r0:r1].reshape(C, -1).T, out=part)  # long reduction: big operand left
                 dWm += part
             dx[:, a::stride, b::stride] = dxph
